@@ -1,0 +1,3 @@
+from qr.cli.main import main
+
+main()

@@ -1,0 +1,37 @@
+"""qr's runtime: what a deployed function (and `qr dev`) runs.
+
+This package is copied into every Lambda bundle, so it stays small and never imports the CLI's
+dependencies (typer, rich, jinja2, docker, boto3 at import time, `qr.cli`). The names users import
+(`from qr.runtime import queues, socket, url, HTTPError, Response`) are resolved lazily so that
+`import qr.runtime` costs almost nothing at cold start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "HTTPError": "qr.runtime.errors",
+    "ProjectError": "qr.runtime.errors",
+    "Manifest": "qr.runtime.manifest",
+    "scan": "qr.runtime.manifest",
+}
+
+if TYPE_CHECKING:
+    from qr.runtime.errors import HTTPError as HTTPError
+    from qr.runtime.errors import ProjectError as ProjectError
+    from qr.runtime.manifest import Manifest as Manifest
+    from qr.runtime.manifest import scan as scan
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qr.runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,1029 @@
+"""Handler tree -> manifest.
+
+The manifest is the one description of a project that every consumer reads: the local platform
+(``qr dev``), the Lambda entry point and the Terraform model. It is pure data (frozen dataclasses,
+``to_dict()`` for JSON); the handler callables stay in the modules it names (``Route.module``),
+which ``scan`` has loaded into ``sys.modules``.
+
+Stages of ``scan(root)``:
+
+1. parse ``qr.yaml`` (``qr.runtime.config``);
+2. walk ``api/``, ``queues/``, ``socket/``, ``schedules/``, skipping names that start with ``_``
+   or ``.``; map each file to its route / queue / socket action / schedule name;
+3. load every handler and ``_middleware.py`` file by path (``qr.runtime._loader``);
+4. read what each module exports (method functions, ``handler``, ``config``, ``schedule``,
+   middleware hooks) and validate it, including the parameter names each function asks for;
+5. resolve middleware inheritance and rank routes (literal > parameter > catch-all).
+
+Every problem from every stage is collected and raised together as one ``ProjectError``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import keyword
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+from qr.runtime import _loader
+from qr.runtime._suggest import did_you_mean
+from qr.runtime.config import ProjectConfig, load_config
+from qr.runtime.errors import Problem, ProjectError
+from qr.runtime.schedules import ScheduleError, ScheduleExpression, parse_schedule
+
+API_DIR, QUEUES_DIR, SOCKET_DIR, SCHEDULES_DIR = "api", "queues", "socket", "schedules"
+MIDDLEWARE_FILE = "_middleware.py"
+
+# Module-level function name -> HTTP method it serves.
+METHOD_FUNCTIONS: Mapping[str, str] = {
+    "get": "GET",
+    "post": "POST",
+    "put": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+    "del_": "DELETE",
+    "head": "HEAD",
+    "options": "OPTIONS",
+}
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# What a bare ``handler`` serves without config["methods"] (OPTIONS stays with CORS).
+_HANDLER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+# Names a handler may ask for, by kind of handler (path parameters are added per route).
+HTTP_INJECTABLES = frozenset(
+    {"request", "body", "params", "query", "headers", "cookies", "user", "request_id", "deadline"}
+)
+QUEUE_INJECTABLES = frozenset(
+    {
+        "payload", "job", "user", "params", "job_id", "queue_name", "group_id",
+        "sequence_number", "received_count", "queued_at", "deadline", "request_id",
+    }
+)  # fmt: skip
+SCHEDULE_INJECTABLES = frozenset(
+    {"job", "job_id", "schedule_name", "scheduled_at", "deadline", "request_id"}
+)
+SOCKET_INJECTABLES = frozenset({"data", "connection_id", "user", "request_id", "action"})
+
+HTTP_HOOKS: Mapping[str, frozenset[str]] = {
+    "authenticate": frozenset(
+        {"bearer_token", "username", "password", "cookies", "request", "headers", "request_id"}
+    ),
+    "on_request": frozenset({"request", "user", "request_id"}),
+    "on_response": frozenset({"request", "response", "user", "request_id"}),
+    "on_error": frozenset({"error", "request", "user", "request_id"}),
+}
+SOCKET_HOOKS: Mapping[str, frozenset[str]] = {
+    "on_connect": frozenset({"request", "connection_id", "request_id"}),
+    "authenticate": frozenset({"data", "connection_id", "request", "request_id"}),
+    "on_disconnect": frozenset({"connection_id", "user", "request_id"}),
+    "on_online": frozenset({"user", "connection_id", "request_id"}),
+    "on_offline": frozenset({"user", "connection_id", "request_id"}),
+}
+
+QUEUE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,40}(\.fifo)?$")
+SCHEDULE_NAME_RE = re.compile(r"^[a-z0-9_-]{1,40}$")
+ACTION_RE = re.compile(r"^[a-z0-9_-]{1,40}$")
+PARAM_RE = re.compile(r"^\[(\.\.\.)?([^\[\]]*)\]$")
+
+HTTP_TIMEOUT_MAX = 29
+JOB_TIMEOUT_MAX = 900
+
+
+@dataclass(frozen=True)
+class Cors:
+    enabled: bool = True
+    origins: tuple[str, ...] = ("*",)
+    headers: tuple[str, ...] = ("*",)
+    expose_headers: tuple[str, ...] = ()
+    credentials: bool = False
+    max_age: int = 600
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    timeout: float = 10
+    accepts: tuple[str, ...] | None = None
+    cors: Cors = field(default_factory=Cors)
+    cache: str | None = None
+    """The Cache-Control header value (``config["cache"] = 60`` -> ``"max-age=60"``)."""
+    methods: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    strategy: Literal["exponential", "fixed"] = "exponential"
+    initial: float = 2
+    max: float = 300
+    jitter: bool = True
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    timeout: float = 30
+    max_attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    concurrency: int = 10
+    batch_size: int = 10
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """``config`` of a schedule or socket handler."""
+
+    timeout: float = 30
+
+
+@dataclass(frozen=True)
+class Route:
+    file: str
+    """Relative to the project root: ``api/bookmarks/[id].py``."""
+    module: str
+    path: str
+    """The route as files spell it: ``/bookmarks/[id]`` (what ``url()`` takes)."""
+    pattern: str
+    """Starlette path syntax: ``/bookmarks/{id}``, catch-all ``/files/{path:path}``."""
+    params: tuple[str, ...]
+    catch_all: str | None
+    methods: tuple[str, ...]
+    """Methods served (``HEAD`` whenever ``GET`` is; ``OPTIONS`` is answered by CORS)."""
+    functions: Mapping[str, str]
+    """HTTP method -> function name in the module (``"DELETE": "del_"``, or ``"handler"``)."""
+    middleware: Mapping[str, str | None]
+    """Hook -> file that defines it; ``None`` when turned off with ``hook = None``."""
+    config: RouteConfig
+    line: int = 1
+
+    @property
+    def rank(self) -> tuple[tuple[int, str], ...]:
+        """Sort key: literal segments before parameters before catch-alls, segment by segment."""
+        key: list[tuple[int, str]] = []
+        for segment in self.path.strip("/").split("/"):
+            match = PARAM_RE.match(segment)
+            if not match:
+                key.append((0, segment))
+            else:
+                key.append((2 if match.group(1) else 1, ""))
+        return (*key, (3, ""))
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    file: str
+    module: str
+    fifo: bool
+    config: QueueConfig
+
+
+@dataclass(frozen=True)
+class SocketHandler:
+    action: str
+    """``$default`` for ``socket/index.py``, else the ``action`` value it receives."""
+    file: str
+    module: str
+    config: JobConfig
+
+
+@dataclass(frozen=True)
+class Socket:
+    handlers: tuple[SocketHandler, ...]
+    middleware: Mapping[str, str | None]
+
+    def handler(self, action: str | None) -> SocketHandler | None:
+        by_action = {h.action: h for h in self.handlers}
+        return by_action.get(action or "$default") or by_action.get("$default")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    file: str
+    module: str
+    expression: ScheduleExpression
+    config: JobConfig
+
+
+@dataclass(frozen=True)
+class Manifest:
+    root: Path
+    config: ProjectConfig
+    routes: tuple[Route, ...]
+    queues: tuple[Queue, ...]
+    socket: Socket | None
+    schedules: tuple[Schedule, ...]
+
+    def queue(self, name: str) -> Queue | None:
+        return next((q for q in self.queues if q.name == name), None)
+
+    def schedule(self, name: str) -> Schedule | None:
+        return next((s for s in self.schedules if s.name == name), None)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every handler file (not middleware) in the manifest."""
+        names = [r.file for r in self.routes] + [q.file for q in self.queues]
+        names += [s.file for s in self.schedules]
+        if self.socket:
+            names += [h.file for h in self.socket.handlers]
+        return tuple(names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (what ``qr routes --json`` prints and the bundle carries)."""
+        data = asdict(self)
+        data["root"] = str(self.root)
+        for schedule, raw in zip(self.schedules, data["schedules"], strict=True):
+            raw["expression"] = schedule.expression.normalized
+            raw["aws_expression"] = _aws_or_none(schedule.expression)
+        result: dict[str, Any] = _jsonable(data)
+        return result
+
+
+def scan(root: Path | str) -> Manifest:
+    """Scan and load the project at ``root``; raise ``ProjectError`` listing every problem."""
+    return _Scanner(Path(root)).scan()
+
+
+class _Scanner:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.problems: list[Problem] = []
+        self.modules: dict[str, ModuleType | None] = {}
+        self.sources: dict[str, ast.Module | None] = {}
+        self.checked_hooks: set[str] = set()
+
+    def fail(self, file: str, line: int | None, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(file, line, message, hint))
+
+    def scan(self) -> Manifest:
+        if not self.root.is_dir():
+            raise ProjectError(
+                [
+                    Problem(
+                        str(self.root),
+                        None,
+                        "is not a directory",
+                        "run qr inside a project folder (qr init makes one)",
+                    )
+                ]
+            )
+        try:
+            config = load_config(self.root)
+        except ProjectError as exc:
+            self.problems.extend(exc.problems)
+            config = ProjectConfig(name="app")
+        _loader.add_to_path(self.root)
+        routes = self.routes()
+        queues = self.queues()
+        socket = self.socket()
+        schedules = self.schedules()
+        if self.problems:
+            raise ProjectError(self.problems)
+        return Manifest(self.root, config, routes, queues, socket, schedules)
+
+    # -- files and modules ---------------------------------------------------------------
+
+    def files(self, folder: str) -> Iterator[str]:
+        """Handler files under ``folder`` (relative paths), skipping ``_x`` and ``.x`` names."""
+        base = self.root / folder
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*.py")):
+            relative = path.relative_to(self.root)
+            parts = relative.parts[1:]
+            if any(p.startswith((".", "_")) for p in parts) or "__pycache__" in parts:
+                continue
+            yield relative.as_posix()
+
+    def load(self, relative: str) -> ModuleType | None:
+        if relative not in self.modules:
+            try:
+                self.modules[relative] = _loader.load_module(self.root, relative)
+            except _loader.LoadError as exc:
+                self.problems.append(exc.problem)
+                self.modules[relative] = None
+        return self.modules[relative]
+
+    def line_of(self, relative: str, name: str) -> int | None:
+        """Line where module-level ``name`` is assigned or defined (for config errors)."""
+        if relative not in self.sources:
+            try:
+                text = (self.root / relative).read_text(encoding="utf-8")
+                self.sources[relative] = ast.parse(text)
+            except (SyntaxError, UnicodeDecodeError, OSError):
+                self.sources[relative] = None
+        tree = self.sources[relative]
+        if tree is None:
+            return None
+        for node in tree.body:
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AnnAssign):
+                targets = [node.target]
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+                return node.lineno
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return node.lineno
+        return None
+
+    # -- api/ ----------------------------------------------------------------------------
+
+    def routes(self) -> tuple[Route, ...]:
+        routes: list[Route] = []
+        seen: dict[str, str] = {}
+        for relative in self.files(API_DIR):
+            route_path = self.route_path(relative)
+            if route_path is None:
+                continue
+            path, params, catch_all = route_path
+            shape = re.sub(r"\[(\.\.\.)?[^\]]*\]", lambda m: "[...]" if m.group(1) else "[]", path)
+            if shape in seen:
+                other = seen[shape]
+                self.fail(
+                    relative,
+                    None,
+                    f"maps to the same route {path} as {other}",
+                    f"remove or rename one of {other} and {relative}",
+                )
+                continue
+            seen[shape] = relative
+            module = self.load(relative)
+            if module is None:
+                continue
+            route = self.route(relative, module, path, params, catch_all)
+            if route is not None:
+                routes.append(route)
+        return tuple(sorted(routes, key=lambda r: r.rank))
+
+    def route_path(self, relative: str) -> tuple[str, tuple[str, ...], str | None] | None:
+        """``api/bookmarks/[id].py`` -> ``("/bookmarks/[id]", ("id",), None)``."""
+        parts = relative.removesuffix(".py").split("/")[1:]
+        if parts[-1] == "index":
+            parts = parts[:-1]
+        params: list[str] = []
+        catch_all: str | None = None
+        ok = True
+        for position, segment in enumerate(parts):
+            match = PARAM_RE.match(segment)
+            if match is None:
+                if "[" in segment or "]" in segment:
+                    self.fail(
+                        relative,
+                        None,
+                        f"segment {segment!r} mixes text and a [parameter]",
+                        "a parameter must be a whole path segment, e.g. api/posts/[slug].py",
+                    )
+                    ok = False
+                continue
+            name = match.group(2)
+            if not name.isidentifier() or keyword.iskeyword(name):
+                self.fail(
+                    relative,
+                    None,
+                    f"path parameter {name!r} is not a valid Python identifier",
+                    "name it with letters, digits and '_' (not starting with a digit), e.g. [id] or [user_id]",
+                )
+                ok = False
+            elif name in HTTP_INJECTABLES:
+                self.fail(
+                    relative,
+                    None,
+                    f"path parameter {name!r} clashes with the injected name {name!r}",
+                    f"rename it, e.g. [{name}_id]",
+                )
+                ok = False
+            elif name in params:
+                self.fail(
+                    relative,
+                    None,
+                    f"path parameter {name!r} appears twice",
+                    "give each parameter its own name",
+                )
+                ok = False
+            if match.group(1):
+                if position != len(parts) - 1:
+                    self.fail(
+                        relative,
+                        None,
+                        f"catch-all [...{name}] must be the last segment of the route",
+                        f"move it to the end, e.g. api/.../[...{name}].py",
+                    )
+                    ok = False
+                catch_all = name
+            params.append(name)
+        if not ok:
+            return None
+        return "/" + "/".join(parts), tuple(params), catch_all
+
+    def route(
+        self,
+        relative: str,
+        module: ModuleType,
+        path: str,
+        params: tuple[str, ...],
+        catch_all: str | None,
+    ) -> Route | None:
+        problems_before = len(self.problems)
+        functions: dict[str, str] = {}
+        for function_name, method in METHOD_FUNCTIONS.items():
+            value = getattr(module, function_name, None)
+            if value is None:
+                continue
+            if not callable(value):
+                self.fail(
+                    relative,
+                    self.line_of(relative, function_name),
+                    f"{function_name} must be a function",
+                )
+                continue
+            if method in functions:
+                self.fail(
+                    relative,
+                    self.line_of(relative, function_name),
+                    f"both {functions[method]} and {function_name} handle {method}",
+                    "keep one of them",
+                )
+                continue
+            functions[method] = function_name
+        handler = getattr(module, "handler", None)
+        config = self.route_config(relative, module, has_handler=handler is not None)
+        if handler is not None:
+            if functions:
+                self.fail(
+                    relative,
+                    self.line_of(relative, "handler"),
+                    f"defines both handler and method functions ({', '.join(sorted(functions.values()))})",
+                    "use either one handler (with config['methods']) or functions named after methods",
+                )
+            elif not callable(handler):
+                self.fail(relative, self.line_of(relative, "handler"), "handler must be a function")
+            else:
+                methods = config.methods if config and config.methods else _HANDLER_METHODS
+                functions = dict.fromkeys(methods, "handler")
+        if not functions and handler is None:
+            self.fail(
+                relative,
+                None,
+                "exports no request handler",
+                "define a function named after a method (get, post, put, patch, delete, head, options) "
+                "or a handler with config['methods']",
+            )
+        allowed = HTTP_INJECTABLES | set(params)
+        for function_name in sorted(set(functions.values())):
+            self.check_signature(relative, module, function_name, allowed, "route handler")
+        middleware = self.middleware(relative, module, API_DIR, HTTP_HOOKS)
+        if len(self.problems) > problems_before or config is None:
+            return None
+        served = set(functions)
+        if "GET" in served:
+            served.add("HEAD")
+        pattern = "/" + "/".join(
+            self.pattern_segment(segment) for segment in path.strip("/").split("/") if segment
+        )
+        line = min((getattr(module, f).__code__.co_firstlineno for f in set(functions.values())
+                    if hasattr(getattr(module, f), "__code__")), default=1)  # fmt: skip
+        return Route(
+            file=relative,
+            module=_loader.module_name(relative),
+            path=path,
+            pattern=pattern,
+            params=params,
+            catch_all=catch_all,
+            methods=tuple(m for m in HTTP_METHODS if m in served),
+            functions=dict(sorted(functions.items())),
+            middleware=middleware,
+            config=config,
+            line=line,
+        )
+
+    @staticmethod
+    def pattern_segment(segment: str) -> str:
+        match = PARAM_RE.match(segment)
+        if match is None:
+            return segment
+        return f"{{{match.group(2)}:path}}" if match.group(1) else f"{{{match.group(2)}}}"
+
+    def route_config(
+        self, relative: str, module: ModuleType, *, has_handler: bool
+    ) -> RouteConfig | None:
+        raw = self.config_dict(relative, module, _ROUTE_CONFIG_KEYS)
+        if raw is None:
+            return None
+        line = self.line_of(relative, "config")
+        values: dict[str, Any] = {}
+        ok = True
+
+        def bad(key: str, expected: str) -> None:
+            nonlocal ok
+            ok = False
+            self.fail(relative, line, f"config[{key!r}] must be {expected}, got {raw[key]!r}")
+
+        if "timeout" in raw:
+            timeout = raw["timeout"]
+            if _is_number(timeout) and 0 < timeout <= HTTP_TIMEOUT_MAX:
+                values["timeout"] = float(timeout)
+            else:
+                bad(
+                    "timeout",
+                    f"a number of seconds above 0 and at most {HTTP_TIMEOUT_MAX} (API Gateway's limit)",
+                )
+        if "accepts" in raw:
+            accepts = raw["accepts"]
+            if isinstance(accepts, str):
+                accepts = [accepts]
+            if (
+                isinstance(accepts, list | tuple)
+                and accepts
+                and all(isinstance(a, str) and "/" in a for a in accepts)
+            ):
+                values["accepts"] = tuple(a.lower() for a in accepts)
+            else:
+                bad("accepts", "a list of media types such as ['application/json']")
+        if "cors" in raw:
+            cors = _cors(raw["cors"])
+            if cors is None:
+                bad(
+                    "cors",
+                    "True, False or a dict with origins/headers/expose_headers/credentials/max_age",
+                )
+            else:
+                values["cors"] = cors
+        if "cache" in raw:
+            cache = raw["cache"]
+            if isinstance(cache, int) and not isinstance(cache, bool) and cache >= 0:
+                values["cache"] = f"max-age={cache}" if cache else "no-store"
+            elif isinstance(cache, str) and cache.strip():
+                values["cache"] = cache.strip()
+            elif cache is False:
+                values["cache"] = "no-store"
+            else:
+                bad("cache", "seconds (int) or a Cache-Control string")
+        if "methods" in raw:
+            methods = raw["methods"]
+            if not has_handler:
+                ok = False
+                self.fail(
+                    relative,
+                    line,
+                    "config['methods'] only applies to a module-level handler",
+                    "remove it, or rename your function to handler",
+                )
+            elif (
+                isinstance(methods, list | tuple)
+                and methods
+                and all(isinstance(m, str) and m.upper() in HTTP_METHODS for m in methods)
+            ):
+                values["methods"] = tuple(dict.fromkeys(m.upper() for m in methods))
+            else:
+                bad("methods", f"a list of HTTP methods from {', '.join(HTTP_METHODS)}")
+        return RouteConfig(**values) if ok else None
+
+    def config_dict(
+        self, relative: str, module: ModuleType, known: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        raw = getattr(module, "config", None)
+        if raw is None:
+            return {}
+        line = self.line_of(relative, "config")
+        if not isinstance(raw, dict):
+            self.fail(
+                relative,
+                line,
+                f"config must be a dict, got {type(raw).__name__}",
+                'write config = {"timeout": 10}',
+            )
+            return None
+        ok = True
+        for key in raw:
+            if key not in known:
+                ok = False
+                listing = ", ".join(f"{k} ({v})" for k, v in known.items())
+                self.fail(
+                    relative,
+                    line,
+                    f"config key {key!r} does not exist.{did_you_mean(str(key), known)}",
+                    f"known keys: {listing}",
+                )
+        return raw if ok else None
+
+    def check_signature(
+        self,
+        relative: str,
+        module: ModuleType,
+        function_name: str,
+        allowed: frozenset[str] | set[str],
+        what: str,
+    ) -> None:
+        function = getattr(module, function_name, None)
+        if not callable(function):
+            return
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            return
+        line = getattr(getattr(function, "__code__", None), "co_firstlineno", None) or self.line_of(
+            relative, function_name
+        )
+        for parameter in signature.parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                continue
+            if parameter.kind in (
+                inspect.Parameter.VAR_POSITIONAL,
+                inspect.Parameter.POSITIONAL_ONLY,
+            ):
+                self.fail(
+                    relative,
+                    line,
+                    f"{function_name}() takes *args or positional-only parameters; qr passes everything by name",
+                    "use named parameters",
+                )
+                continue
+            if parameter.name not in allowed and parameter.default is inspect.Parameter.empty:
+                self.fail(
+                    relative,
+                    line,
+                    f"{what} {function_name}() asks for {parameter.name!r}, which qr does not provide."
+                    f"{did_you_mean(parameter.name, allowed)}",
+                    f"ask only for: {', '.join(sorted(allowed))}",
+                )
+
+    def middleware(
+        self, relative: str, module: ModuleType, top: str, hooks: Mapping[str, frozenset[str]]
+    ) -> dict[str, str | None]:
+        """Hook -> defining file, searching the module, then ``_middleware.py`` up to ``top``."""
+        chain: list[tuple[str, ModuleType]] = [(relative, module)]
+        folder = Path(relative).parent
+        while True:
+            candidate = (folder / MIDDLEWARE_FILE).as_posix()
+            if (self.root / candidate).is_file():
+                loaded = self.load(candidate)
+                if loaded is not None:
+                    chain.append((candidate, loaded))
+            if folder.as_posix() == top or folder == Path():
+                break
+            folder = folder.parent
+        resolved: dict[str, str | None] = {}
+        for hook, allowed in hooks.items():
+            for file, candidate_module in chain:
+                if hook not in vars(candidate_module):
+                    continue
+                value = vars(candidate_module)[hook]
+                if value is None:
+                    resolved[hook] = None
+                elif callable(value):
+                    resolved[hook] = file
+                    if file not in self.checked_hooks:
+                        self.check_signature(
+                            file, candidate_module, hook, allowed, "middleware hook"
+                        )
+                else:
+                    self.fail(file, self.line_of(file, hook), f"{hook} must be a function or None")
+                break
+        self.checked_hooks.update(f for f, _ in chain if f.endswith(MIDDLEWARE_FILE))
+        return {hook: resolved[hook] for hook in hooks if hook in resolved}
+
+    # -- queues/ -------------------------------------------------------------------------
+
+    def queues(self) -> tuple[Queue, ...]:
+        queues: list[Queue] = []
+        for relative in self.files(QUEUES_DIR):
+            if relative.count("/") > 1:
+                self.fail(
+                    relative,
+                    None,
+                    "queues are flat files in queues/",
+                    f"move it to queues/{Path(relative).name}",
+                )
+                continue
+            name = Path(relative).name.removesuffix(".py")
+            if not QUEUE_NAME_RE.match(name):
+                self.fail(
+                    relative,
+                    None,
+                    f"queue name {name!r} is not valid",
+                    "use 1-40 characters of a-z, 0-9, '_' and '-', plus '.fifo' for a FIFO queue "
+                    "(e.g. queues/screenshots.py, queues/update_profile.fifo.py)",
+                )
+                continue
+            module = self.load(relative)
+            if module is None:
+                continue
+            before = len(self.problems)
+            self.require_handler(
+                relative,
+                module,
+                QUEUE_INJECTABLES,
+                "queue handler",
+                "def handler(payload, job): ...",
+            )
+            config = self.queue_config(relative, module, fifo=name.endswith(".fifo"))
+            if config is None or len(self.problems) > before:
+                continue
+            queues.append(
+                Queue(name, relative, _loader.module_name(relative), name.endswith(".fifo"), config)
+            )
+        return tuple(queues)
+
+    def require_handler(
+        self, relative: str, module: ModuleType, allowed: frozenset[str], what: str, example: str
+    ) -> None:
+        handler = getattr(module, "handler", None)
+        if handler is None:
+            self.fail(relative, None, "has no handler function", f"define one: {example}")
+        elif not callable(handler):
+            self.fail(relative, self.line_of(relative, "handler"), "handler must be a function")
+        else:
+            self.check_signature(relative, module, "handler", allowed, what)
+
+    def queue_config(self, relative: str, module: ModuleType, *, fifo: bool) -> QueueConfig | None:
+        raw = self.config_dict(relative, module, _QUEUE_CONFIG_KEYS)
+        if raw is None:
+            return None
+        line = self.line_of(relative, "config")
+        values: dict[str, Any] = {}
+        ok = True
+
+        def integer(key: str, low: int, high: int, why: str = "") -> None:
+            nonlocal ok
+            value = raw[key]
+            if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+                values[key] = value
+            else:
+                ok = False
+                self.fail(
+                    relative,
+                    line,
+                    f"config[{key!r}] must be a whole number from {low} to {high}{why}, got {value!r}",
+                )
+
+        if "timeout" in raw:
+            timeout = raw["timeout"]
+            if _is_number(timeout) and 0 < timeout <= JOB_TIMEOUT_MAX:
+                values["timeout"] = float(timeout)
+            else:
+                ok = False
+                self.fail(
+                    relative,
+                    line,
+                    f"config['timeout'] must be seconds above 0 and at most {JOB_TIMEOUT_MAX} (Lambda's limit), got {timeout!r}",
+                )
+        if "max_attempts" in raw:
+            integer("max_attempts", 1, 1000, " (SQS maxReceiveCount)")
+        if "concurrency" in raw:
+            integer("concurrency", 2, 1000, " (SQS event source maximum concurrency)")
+        if "batch_size" in raw:
+            integer("batch_size", 1, 10)
+        if "backoff" in raw:
+            backoff = _backoff(raw["backoff"])
+            if backoff is None:
+                ok = False
+                self.fail(
+                    relative,
+                    line,
+                    f"config['backoff'] must be 'exponential', 'fixed' or a dict with strategy/initial/max/jitter, got {raw['backoff']!r}",
+                    "e.g. {'strategy': 'exponential', 'initial': 2, 'max': 300} (seconds; max 43200, the SQS visibility limit)",
+                )
+            else:
+                values["backoff"] = backoff
+        return QueueConfig(**values) if ok else None
+
+    # -- socket/ -------------------------------------------------------------------------
+
+    def socket(self) -> Socket | None:
+        base = self.root / SOCKET_DIR
+        if not base.is_dir():
+            return None
+        if (base / "__init__.py").exists():
+            self.fail(
+                f"{SOCKET_DIR}/__init__.py",
+                None,
+                "socket/ must not be a Python package: with the project root on sys.path it would "
+                "shadow the standard library's socket module",
+                "delete socket/__init__.py (qr loads socket/ handlers by path)",
+            )
+            return None
+        handlers: list[SocketHandler] = []
+        index_module: ModuleType | None = None
+        for relative in self.files(SOCKET_DIR):
+            if relative.count("/") > 1:
+                self.fail(
+                    relative,
+                    None,
+                    "socket handlers are flat files in socket/",
+                    f"move it to socket/{Path(relative).name}",
+                )
+                continue
+            stem = Path(relative).name.removesuffix(".py")
+            if stem != "index" and not ACTION_RE.match(stem):
+                self.fail(
+                    relative,
+                    None,
+                    f"socket action {stem!r} is not valid",
+                    "use 1-40 characters of a-z, 0-9, '_' and '-'",
+                )
+                continue
+            module = self.load(relative)
+            if module is None:
+                continue
+            before = len(self.problems)
+            self.require_handler(
+                relative,
+                module,
+                SOCKET_INJECTABLES,
+                "socket handler",
+                "def handler(data, connection_id, user): ...",
+            )
+            config = self.job_config(relative, module)
+            if config is None or len(self.problems) > before:
+                continue
+            if stem == "index":
+                index_module = module
+            handlers.append(
+                SocketHandler(
+                    "$default" if stem == "index" else stem,
+                    relative,
+                    _loader.module_name(relative),
+                    config,
+                )
+            )
+        if not handlers and not (base / MIDDLEWARE_FILE).exists():
+            return None
+        if handlers and index_module is None:
+            self.fail(
+                f"{SOCKET_DIR}/index.py",
+                None,
+                "socket/ has action handlers but no socket/index.py for other messages",
+                "add socket/index.py with def handler(data, connection_id, user): ...",
+            )
+        anchor = f"{SOCKET_DIR}/index.py"
+        middleware: dict[str, str | None] = {}
+        if (base / MIDDLEWARE_FILE).exists():
+            loaded = self.load(f"{SOCKET_DIR}/{MIDDLEWARE_FILE}")
+            if loaded is not None:
+                middleware = self.middleware(anchor, ModuleType("empty"), SOCKET_DIR, SOCKET_HOOKS)
+        return Socket(tuple(sorted(handlers, key=lambda h: h.action)), middleware)
+
+    def job_config(self, relative: str, module: ModuleType) -> JobConfig | None:
+        raw = self.config_dict(
+            relative, module, {"timeout": f"seconds, default 30, max {JOB_TIMEOUT_MAX}"}
+        )
+        if raw is None:
+            return None
+        if "timeout" not in raw:
+            return JobConfig()
+        timeout = raw["timeout"]
+        if _is_number(timeout) and 0 < timeout <= JOB_TIMEOUT_MAX:
+            return JobConfig(float(timeout))
+        self.fail(
+            relative,
+            self.line_of(relative, "config"),
+            f"config['timeout'] must be seconds above 0 and at most {JOB_TIMEOUT_MAX}, got {timeout!r}",
+        )
+        return None
+
+    # -- schedules/ ----------------------------------------------------------------------
+
+    def schedules(self) -> tuple[Schedule, ...]:
+        schedules: list[Schedule] = []
+        for relative in self.files(SCHEDULES_DIR):
+            if relative.count("/") > 1:
+                self.fail(
+                    relative,
+                    None,
+                    "schedules are flat files in schedules/",
+                    f"move it to schedules/{Path(relative).name}",
+                )
+                continue
+            name = Path(relative).name.removesuffix(".py")
+            if not SCHEDULE_NAME_RE.match(name):
+                self.fail(
+                    relative,
+                    None,
+                    f"schedule name {name!r} is not valid",
+                    "use 1-40 characters of a-z, 0-9, '_' and '-'",
+                )
+                continue
+            module = self.load(relative)
+            if module is None:
+                continue
+            before = len(self.problems)
+            self.require_handler(
+                relative, module, SCHEDULE_INJECTABLES, "schedule handler", "def handler(job): ..."
+            )
+            expression = self.schedule_expression(relative, module)
+            config = self.job_config(relative, module)
+            if expression is None or config is None or len(self.problems) > before:
+                continue
+            schedules.append(
+                Schedule(name, relative, _loader.module_name(relative), expression, config)
+            )
+        return tuple(schedules)
+
+    def schedule_expression(self, relative: str, module: ModuleType) -> ScheduleExpression | None:
+        if not hasattr(module, "schedule"):
+            self.fail(
+                relative,
+                None,
+                "has no schedule",
+                'add a module-level schedule, e.g. schedule = "0 9 * * 1-5" (cron, UTC), '
+                'schedule = "rate(15 minutes)", "hourly", "daily", "weekly" or "never"',
+            )
+            return None
+        try:
+            expression = parse_schedule(module.schedule)
+            expression.aws_expression()
+        except ScheduleError as exc:
+            self.fail(
+                relative,
+                self.line_of(relative, "schedule"),
+                str(exc),
+                "see docs/schedules.md for the accepted forms",
+            )
+            return None
+        return expression
+
+
+_ROUTE_CONFIG_KEYS = {
+    "timeout": f"seconds, default 10, max {HTTP_TIMEOUT_MAX}",
+    "accepts": "accepted request media types",
+    "cors": "True/False or CORS settings",
+    "cache": "Cache-Control seconds or string",
+    "methods": "methods served by handler",
+}
+_QUEUE_CONFIG_KEYS = {
+    "timeout": f"seconds per job, default 30, max {JOB_TIMEOUT_MAX}",
+    "max_attempts": "receives before the dead-letter queue, default 3",
+    "backoff": "'exponential' or 'fixed' or a dict",
+    "concurrency": "jobs at once, default 10",
+    "batch_size": "jobs per batch, 1-10",
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _cors(value: object) -> Cors | None:
+    if value is True:
+        return Cors()
+    if value is False:
+        return Cors(enabled=False)
+    if not isinstance(value, dict):
+        return None
+    known = {"origins", "headers", "expose_headers", "credentials", "max_age"}
+    if set(value) - known:
+        return None
+    values: dict[str, Any] = {}
+    for key in ("origins", "headers", "expose_headers"):
+        if key in value:
+            items = [value[key]] if isinstance(value[key], str) else value[key]
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                return None
+            values[key] = tuple(items)
+    if "credentials" in value:
+        if not isinstance(value["credentials"], bool):
+            return None
+        values["credentials"] = value["credentials"]
+    if "max_age" in value:
+        if not isinstance(value["max_age"], int) or value["max_age"] < 0:
+            return None
+        values["max_age"] = value["max_age"]
+    return Cors(**values)
+
+
+def _backoff(value: object) -> Backoff | None:
+    if value in ("exponential", "fixed"):
+        return Backoff(strategy="fixed" if value == "fixed" else "exponential")
+    if not isinstance(value, dict) or set(value) - {"strategy", "initial", "max", "jitter"}:
+        return None
+    strategy = value.get("strategy", "exponential")
+    initial = value.get("initial", 2)
+    maximum = value.get("max", 300)
+    jitter = value.get("jitter", True)
+    if strategy not in ("exponential", "fixed") or not isinstance(jitter, bool):
+        return None
+    if not (_is_number(initial) and _is_number(maximum) and 0 <= initial <= maximum <= 43200):
+        return None
+    return Backoff(strategy, float(initial), float(maximum), jitter)
+
+
+def _aws_or_none(expression: ScheduleExpression) -> str | None:
+    try:
+        return expression.aws_expression()
+    except ScheduleError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

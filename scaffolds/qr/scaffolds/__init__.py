@@ -1,0 +1,1 @@
+"""Project templates rendered by ``qr init`` (see README.md in this folder)."""

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from qr.runtime._loader import MODULE_PREFIX
+
+MakeProject = Callable[[Mapping[str, str]], Path]
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> MakeProject:
+    """Write a project from ``{relative path: source}`` (dedented) and return its root."""
+
+    def make(files: Mapping[str, str]) -> Path:
+        root = tmp_path / "proj"
+        root.mkdir(exist_ok=True)
+        for name, text in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return root
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _isolate_imports() -> Iterator[None]:
+    """Each test loads its own projects: forget handler modules and project paths afterwards."""
+    path = list(sys.path)
+    before = set(sys.modules)
+    yield
+    sys.path[:] = path
+    for name in set(sys.modules) - before:
+        module = sys.modules[name]
+        if (
+            name.startswith(MODULE_PREFIX)
+            or name == "lib"
+            or name.startswith("lib.")
+            or (getattr(module, "__file__", None) and "/proj/" in str(module.__file__))
+        ):
+            del sys.modules[name]

@@ -1,0 +1,46 @@
+"""Every scaffold is a tested program: render it and run its own tests, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qr.cli import scaffold
+from qr.runtime.manifest import scan
+
+
+@pytest.mark.parametrize("template", sorted(scaffold.templates()))
+def test_scaffold_tests_pass(template: str, tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    scaffold.render(root, template, scaffold.Answers(name="app"))
+    manifest = scan(root)
+    assert manifest.routes and manifest.queues and manifest.schedules and manifest.socket
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+
+def test_default_template_renders_variables(tmp_path: Path) -> None:
+    files = scaffold.plan(
+        "default", scaffold.Answers(name="shop", region="eu-west-1", runtime="python3.13")
+    )
+    assert "name: shop" in files["qr.yaml"]
+    assert "region: eu-west-1" in files["qr.yaml"]
+    assert "runtime: python3.13" in files["qr.yaml"]
+    assert ".gitignore" in files and ".env" in files[".gitignore"]
+    assert not any(
+        name.endswith(".j2") or "/dot-" in name or name.startswith("dot-") for name in files
+    )

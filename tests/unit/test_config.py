@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from qr.runtime.config import ProjectConfig, S3Backend, parse_config
+from qr.runtime.errors import ProjectError
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ProjectError) as info:
+        parse_config(text)
+    return [str(p) for p in info.value.problems]
+
+
+def test_empty_file_is_all_defaults() -> None:
+    config = parse_config("", default_name="demo")
+    assert config == ProjectConfig(name="demo")
+    assert config.stage().name == "production"
+    assert config.python_version == "3.12"
+
+
+def test_full_file() -> None:
+    config = parse_config(
+        """
+name: bookmarks
+runtime: python3.13
+architecture: x86_64
+region: eu-west-1
+memory: 1024
+log_retention_days: 14
+stages:
+  production:
+    domain: api.example.com
+    zone: Z0123456789ABC
+    env: {LOG_LEVEL: info, DEBUG: false, RETRIES: 3}
+  staging: {}
+terraform:
+  backend: {s3: {bucket: my-tf-state, region: us-east-1}}
+"""
+    )
+    assert config.name == "bookmarks"
+    assert config.architecture == "x86_64"
+    assert config.stage("production").domain == "api.example.com"
+    assert config.stage("production").env == {"LOG_LEVEL": "info", "DEBUG": "false", "RETRIES": "3"}
+    assert config.stage("staging").domain is None
+    assert config.backend == S3Backend(bucket="my-tf-state", region="us-east-1")
+
+
+def test_unknown_key_lists_known_ones_with_line() -> None:
+    (problem,) = problems("name: x\nregoin: us-east-1\n")
+    assert problem.startswith("qr.yaml:2: unknown key 'regoin' in qr.yaml. Did you mean 'region'?")
+    assert "known keys: name, runtime, architecture, region" in problem
+
+
+def test_every_problem_reported_together() -> None:
+    found = problems(
+        "name: Bad_Name\nruntime: python2.7\nmemory: 64\nstages:\n  prod:\n    domian: x\n"
+    )
+    assert len(found) == 4
+    assert found[0].startswith("qr.yaml:1: name 'Bad_Name' is not valid")
+    assert any("qr.yaml:2: runtime 'python2.7' is not supported" in p for p in found)
+    assert any("qr.yaml:3: memory must be a whole number from 128 to 10240" in p for p in found)
+    assert any("qr.yaml:6: unknown key 'domian' in stages.prod" in p for p in found)
+
+
+def test_invalid_yaml_has_line() -> None:
+    (problem,) = problems("name: x\nstages: [\n")
+    assert problem.startswith("qr.yaml:")
+    assert "invalid YAML" in problem
+
+
+def test_top_level_must_be_mapping() -> None:
+    (problem,) = problems("- a\n- b\n")
+    assert "qr.yaml must be a mapping" in problem
+
+
+def test_unknown_stage() -> None:
+    config = parse_config("stages: {production: {}, staging: {}}")
+    with pytest.raises(
+        ProjectError, match=r"stage 'stagin' is not defined\. Did you mean 'staging'"
+    ):
+        config.stage("stagin")
+
+
+def test_s3_backend_needs_bucket() -> None:
+    (problem,) = problems("terraform: {backend: {s3: {region: us-east-1}}}")
+    assert "needs a bucket" in problem
