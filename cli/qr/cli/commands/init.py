@@ -40,9 +40,14 @@ def command(
     out.success(
         f"created {answers.name} in {directory} ({len(written)} files, template {template})"
     )
-    cd = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
     out.line("")
     out.line("Next:")
-    out.line(f"  {cd}qr dev      # run it locally on http://localhost:8000")
-    out.line("  qr routes           # see its handlers")
-    out.line("  pytest              # run its tests")
+    steps = [] if directory.resolve() == Path.cwd() else [(f"cd {directory}", "")]
+    steps += [
+        ("qr dev", "run it locally on http://localhost:8000"),
+        ("qr routes", "see its handlers"),
+        ("pytest", "run its tests"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    for command, why in steps:
+        out.line(f"  {command.ljust(width)}  # {why}" if why else f"  {command}")
