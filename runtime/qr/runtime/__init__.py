@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "HTTPError": "qr.runtime.errors",
+    "Response": "qr.runtime.http.responses",
+    "url": "qr.runtime.urls",
     "ProjectError": "qr.runtime.errors",
     "Manifest": "qr.runtime.manifest",
     "scan": "qr.runtime.manifest",
@@ -24,8 +26,10 @@ _EXPORTS: dict[str, str] = {
 if TYPE_CHECKING:
     from qr.runtime.errors import HTTPError as HTTPError
     from qr.runtime.errors import ProjectError as ProjectError
+    from qr.runtime.http.responses import Response as Response
     from qr.runtime.manifest import Manifest as Manifest
     from qr.runtime.manifest import scan as scan
+    from qr.runtime.urls import url as url
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,449 @@
+"""The ASGI application built from a manifest: what ``qr dev`` serves and Lambda invokes.
+
+``create_app(manifest)`` compiles each route once (handler functions per method, middleware hooks,
+CORS, cache and timeout settings) into a segment trie (``routing``) and returns ``QrApp``, a plain
+ASGI callable. Building is cheap, so the dev server builds a new app after every reload.
+
+One HTTP request goes through these stages:
+
+1. split the raw path into decoded segments (bad encoding or ``.``/``..`` -> 400) and look the
+   route up (none -> 404);
+2. CORS preflight / bare ``OPTIONS`` (answered here unless ``config["cors"]`` is off), method
+   check (-> 405 with ``Allow``), body checks: ``Content-Length`` over the limit -> 413,
+   ``config["accepts"]`` mismatch -> 415;
+3. inside ``context.invocation(...)`` and within ``config["timeout"]`` (-> 504):
+   ``authenticate`` -> ``on_request`` -> the handler, each called with what it names
+   (``injection``), the result rendered (``responses``);
+4. ``HTTPError`` -> its status with ``{"error": detail}``; any other exception -> logged with its
+   traceback, ``on_error`` may answer, else 500 ``{"error": "Internal Server Error",
+   "request_id": ...}`` (plus the traceback only when ``dev``);
+5. ``on_response``, CORS and Cache-Control headers; HEAD responses lose their body;
+6. one access line on the ``qr.http`` logger: method, path, status, duration, request id.
+
+The request id is ``scope["state"]["request_id"]`` when the platform put one there (the Lambda
+adapter puts the Lambda request id), else a fresh uuid4 hex. A platform deadline
+(``scope["state"]["deadline"]``, ``time.monotonic()`` based, e.g. from Lambda's remaining time)
+shortens the route's timeout when it is sooner.
+
+``lifespan`` scopes are acknowledged; ``websocket`` scopes go to the ``websocket`` ASGI app given
+to ``create_app`` (the socket dispatcher), or are refused with close code 1000 when there is none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response as StarletteResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qr.runtime import context
+from qr.runtime.errors import HTTPError
+from qr.runtime.http import cors, middleware
+from qr.runtime.http.injection import call_with, parameters
+from qr.runtime.http.middleware import BadUser, Hooks
+from qr.runtime.http.requests import (
+    BodyTooLarge,
+    LimitedReceive,
+    accepted,
+    has_body,
+    parse_body,
+)
+from qr.runtime.http.responses import error_response, json_response, render
+from qr.runtime.http.routing import BadPath, Router, split_path
+from qr.runtime.manifest import Cors, Manifest, Route, RouteConfig
+
+DEFAULT_BODY_LIMIT = 6 * 1024 * 1024
+"""Lambda's synchronous invocation payload limit."""
+
+access_log = logging.getLogger("qr.http")
+error_log = logging.getLogger("qr.http.error")
+
+_DEFAULT_CORS = Cors()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route, compiled: what serving a request needs without looking anything up."""
+
+    route: Route
+    handlers: Mapping[str, Callable[..., Any]]
+    """Method -> function (``HEAD`` -> the ``get`` function unless the module has ``head``)."""
+    allow: str
+    hooks: Hooks
+    config: RouteConfig
+
+    @classmethod
+    def build(cls, route: Route, module: Any) -> Endpoint:
+        handlers: dict[str, Callable[..., Any]] = {}
+        for method, name in route.functions.items():
+            handlers[method] = getattr(module, name)
+        if "GET" in handlers and "HEAD" not in handlers:
+            handlers["HEAD"] = handlers["GET"]
+        allowed = list(route.methods)
+        if route.config.cors.enabled and "OPTIONS" not in allowed:
+            allowed.append("OPTIONS")
+        return cls(route, handlers, ", ".join(allowed), middleware.resolve(route), route.config)
+
+    @property
+    def where(self) -> str:
+        return f"{self.route.file}:{self.route.line}"
+
+
+class QrApp:
+    """The ASGI app; see the module docstring for the request pipeline."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        dev: bool = False,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+        websocket: ASGIApp | None = None,
+    ) -> None:
+        import sys
+
+        self.manifest = manifest
+        self.dev = dev
+        self.body_limit = body_limit
+        self.websocket = websocket
+        self.endpoints = tuple(
+            Endpoint.build(route, sys.modules[route.module]) for route in manifest.routes
+        )
+        self.router: Router[Endpoint] = Router((e.route, e) for e in self.endpoints)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "websocket":
+            if self.websocket is not None:
+                await self.websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000, "reason": "no socket/"})
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        state = scope.get("state") or {}
+        request_id = str(state.get("request_id") or uuid.uuid4().hex)
+        status = 500
+        try:
+            response = await self.respond(scope, receive, request_id, state.get("deadline"))
+            status = response.status_code
+            if scope["method"] == "HEAD":
+                send = _without_body(send)
+            await response(scope, receive, send)
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %d %.1fms %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    elapsed,
+                    request_id,
+                    extra={"request_id": request_id, "status": status, "duration_ms": elapsed},
+                )
+
+    async def respond(
+        self, scope: Scope, receive: Receive, request_id: str, platform_deadline: float | None
+    ) -> StarletteResponse:
+        method: str = scope["method"]
+        raw_path = scope.get("raw_path")
+        try:
+            if raw_path is not None:
+                segments = split_path(raw_path)
+            else:  # a platform that only gives the decoded path: %2F is already a slash
+                segments = split_path(scope["path"].encode("utf-8").replace(b"%", b"%25"))
+        except BadPath as exc:
+            return json_response({"error": f"bad request path: {exc}"}, 400)
+        match = self.router.match(segments)
+        limited = LimitedReceive(receive, self.body_limit)
+        request = Request(scope, limited)
+        origin = request.headers.get("origin")
+        if match is None:
+            return _with(
+                json_response({"error": "Not Found"}, 404), cors.headers_for(_DEFAULT_CORS, origin)
+            )
+        endpoint = match.target
+        route_cors = endpoint.config.cors
+        if method == "OPTIONS" and route_cors.enabled:
+            requested = request.headers.get("access-control-request-method")
+            if requested is not None or "OPTIONS" not in endpoint.handlers:
+                headers = cors.preflight(
+                    route_cors,
+                    origin,
+                    endpoint.allow.split(", "),
+                    request.headers.get("access-control-request-headers"),
+                )
+                return StarletteResponse(
+                    status_code=204, headers={"allow": endpoint.allow, **headers}
+                )
+        cors_headers = cors.headers_for(route_cors, origin)
+        function = endpoint.handlers.get(method)
+        if function is None:
+            return _with(
+                json_response(
+                    {"error": f"Method {method} not allowed; this route serves {endpoint.allow}"},
+                    405,
+                    {"allow": endpoint.allow},
+                ),
+                cors_headers,
+            )
+        response = await self.run(
+            endpoint, function, request, limited, match.params, request_id, platform_deadline
+        )
+        if (
+            endpoint.config.cache is not None
+            and method in ("GET", "HEAD")
+            and response.status_code < 400
+            and "cache-control" not in response.headers
+        ):
+            response.headers["cache-control"] = endpoint.config.cache
+        return _with(response, cors_headers)
+
+    async def run(
+        self,
+        endpoint: Endpoint,
+        function: Callable[..., Any],
+        request: Request,
+        limited: LimitedReceive,
+        params: dict[str, str | list[str]],
+        request_id: str,
+        platform_deadline: float | None,
+    ) -> StarletteResponse:
+        timeout = endpoint.config.timeout
+        now = time.monotonic()
+        if platform_deadline is not None:
+            timeout = max(0.0, min(timeout, platform_deadline - now))
+        deadline = now + timeout
+        hooks = endpoint.hooks
+        user: Mapping[str, Any] | None = None
+        invocation = context.Invocation(
+            "http", request_id, None, deadline=deadline, handler=endpoint.route.file
+        )
+        with context.invocation(invocation):
+            try:
+                self.check_body(endpoint, request)
+                with anyio.move_on_after(timeout) as scope:
+                    response = await self.call(
+                        endpoint, function, request, limited, params, request_id, deadline
+                    )
+                if scope.cancelled_caught:
+                    error_log.error(
+                        "%s %s took longer than its timeout of %gs (%s)",
+                        request.method,
+                        request.url.path,
+                        timeout,
+                        endpoint.where,
+                    )
+                    response = json_response(
+                        {
+                            "error": f"Gateway Timeout: the handler did not finish within {timeout:g}s",
+                            "request_id": request_id,
+                        },
+                        504,
+                    )
+            except HTTPError as exc:
+                response = error_response(exc)
+            except BodyTooLarge as exc:
+                response = _too_large(exc.limit)
+            except Exception as exc:
+                response = await self.failed(endpoint, exc, request, request_id)
+            current = context.current()
+            user = current.user if current is not None else None
+            if hooks.on_response is not None:
+                response = await self.after(endpoint, request, response, user, request_id)
+        return response
+
+    def check_body(self, endpoint: Endpoint, request: Request) -> None:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.body_limit:
+            raise BodyTooLarge(self.body_limit)
+        accepts = endpoint.config.accepts
+        if accepts and request.method not in ("GET", "HEAD", "OPTIONS") and has_body(request):
+            content_type = request.headers.get("content-type")
+            if not accepted(content_type, accepts):
+                raise HTTPError(
+                    415,
+                    f"Unsupported Media Type {content_type or '(none)'}; this route accepts "
+                    f"{', '.join(accepts)}",
+                )
+
+    async def call(
+        self,
+        endpoint: Endpoint,
+        function: Callable[..., Any],
+        request: Request,
+        limited: LimitedReceive,
+        params: dict[str, str | list[str]],
+        request_id: str,
+        deadline: float,
+    ) -> StarletteResponse:
+        hooks = endpoint.hooks
+        user: Mapping[str, Any] | None = None
+        if hooks.authenticate is not None:
+            bearer, username, password = middleware.credentials(
+                request.headers.get("authorization")
+            )
+            found = await call_with(
+                hooks.authenticate,
+                {
+                    "bearer_token": bearer,
+                    "username": username,
+                    "password": password,
+                    "cookies": request.cookies,
+                    "request": request,
+                    "headers": request.headers,
+                    "request_id": request_id,
+                },
+            )
+            user = middleware.normalize_user(found, endpoint.route.middleware["authenticate"] or "")
+            context.update_user(user)
+        if hooks.on_request is not None:
+            early = await call_with(
+                hooks.on_request, {"request": request, "user": user, "request_id": request_id}
+            )
+            if early is not None:
+                return render(early)
+        values: dict[str, object] = {}
+        for name in parameters(function).names:
+            if name in params:
+                values[name] = params[name]
+            elif name == "request":
+                values[name] = request
+            elif name == "body":
+                values[name] = await parse_body(request, limited)
+            elif name == "params":
+                values[name] = params
+            elif name == "query":
+                values[name] = request.query_params
+            elif name == "headers":
+                values[name] = request.headers
+            elif name == "cookies":
+                values[name] = request.cookies
+            elif name == "user":
+                values[name] = user
+            elif name == "request_id":
+                values[name] = request_id
+            elif name == "deadline":
+                values[name] = deadline
+        return render(await call_with(function, values))
+
+    async def failed(
+        self, endpoint: Endpoint, error: Exception, request: Request, request_id: str
+    ) -> StarletteResponse:
+        if isinstance(error, BadUser):
+            error_log.error("%s", error)
+        else:
+            error_log.error(
+                "unhandled %s in %s %s (%s)",
+                type(error).__name__,
+                request.method,
+                request.url.path,
+                endpoint.where,
+                exc_info=error,
+            )
+        hook = endpoint.hooks.on_error
+        if hook is not None:
+            current = context.current()
+            try:
+                answer = await call_with(
+                    hook,
+                    {
+                        "error": error,
+                        "request": request,
+                        "user": current.user if current else None,
+                        "request_id": request_id,
+                    },
+                )
+                if answer is not None:
+                    return render(answer)
+            except HTTPError as exc:
+                return error_response(exc)
+            except Exception as exc:
+                error_log.error(
+                    "on_error failed (%s)", endpoint.route.middleware.get("on_error"), exc_info=exc
+                )
+        body: dict[str, object] = {"error": "Internal Server Error", "request_id": request_id}
+        if self.dev:
+            body["traceback"] = "".join(traceback.format_exception(error))
+        return json_response(body, 500)
+
+    async def after(
+        self,
+        endpoint: Endpoint,
+        request: Request,
+        response: StarletteResponse,
+        user: Mapping[str, Any] | None,
+        request_id: str,
+    ) -> StarletteResponse:
+        hook = endpoint.hooks.on_response
+        assert hook is not None
+        try:
+            replaced = await call_with(
+                hook,
+                {"request": request, "response": response, "user": user, "request_id": request_id},
+            )
+        except HTTPError as exc:
+            return error_response(exc)
+        except Exception as exc:
+            return await self.failed(endpoint, exc, request, request_id)
+        return response if replaced is None else render(replaced)
+
+
+def create_app(
+    manifest: Manifest,
+    *,
+    dev: bool = False,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    websocket: ASGIApp | None = None,
+) -> QrApp:
+    """The ASGI app serving ``manifest``'s routes (see the module docstring)."""
+    return QrApp(manifest, dev=dev, body_limit=body_limit, websocket=websocket)
+
+
+def _with(response: StarletteResponse, headers: Mapping[str, str]) -> StarletteResponse:
+    for key, value in headers.items():
+        if key == "vary" and "vary" in response.headers:
+            response.headers["vary"] = f"{response.headers['vary']}, {value}"
+        else:
+            response.headers[key] = value
+    return response
+
+
+def _too_large(limit: int) -> StarletteResponse:
+    return json_response(
+        {"error": f"Payload Too Large: the request body is over {limit} bytes"},
+        413,
+        {"connection": "close"},
+    )
+
+
+def _without_body(send: Send) -> Send:
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    return sender
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

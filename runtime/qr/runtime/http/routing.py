@@ -1,0 +1,138 @@
+"""Route lookup: a segment trie built from the manifest's routes.
+
+Each node has literal children (a dict), at most one ``[param]`` child and at most one
+``[...catch_all]`` route. Matching walks the request's segments trying, at every level, the
+literal child first, then the parameter, then the catch-all, backtracking when a branch dead-ends.
+That is exactly the manifest's ranking (literal > parameter > catch-all, segment by segment), and a
+lookup costs O(depth) dict hits however many routes there are.
+
+Request paths are split on the *raw* path (``scope["raw_path"]``) and each segment is
+percent-decoded on its own, so ``%2F`` stays inside one segment (``/files/a%2Fb`` is the single
+segment ``a/b``). Decoding is strict UTF-8; a segment that decodes to ``.`` or ``..`` is refused
+(``BadPath`` -> 400) rather than normalised, so a catch-all can never receive a path-traversal
+segment. A trailing slash is ignored (``/items/`` is ``/items``). A catch-all matches one or more
+segments and its value is the list of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from urllib.parse import unquote_to_bytes
+
+from qr.runtime.manifest import PARAM_RE, Route
+
+T = TypeVar("T")
+
+
+class BadPath(ValueError):
+    """The request path cannot be a route (bad encoding, ``.``/``..`` segments)."""
+
+
+@dataclass(frozen=True)
+class _Leaf(Generic[T]):
+    target: T
+    names: tuple[str, ...]
+    """Names of the ``[param]`` segments, in path order (the catch-all excluded)."""
+
+
+@dataclass
+class _Node(Generic[T]):
+    literals: dict[str, _Node[T]] = field(default_factory=dict)
+    param: _Node[T] | None = None
+    catch_all: tuple[str, _Leaf[T]] | None = None
+    leaf: _Leaf[T] | None = None
+
+
+@dataclass(frozen=True)
+class Match(Generic[T]):
+    target: T
+    params: dict[str, str | list[str]]
+
+
+class Router(Generic[T]):
+    """Maps request paths to the targets of the routes it was built from."""
+
+    def __init__(self, entries: Iterable[tuple[Route, T]]) -> None:
+        self._root: _Node[T] = _Node()
+        for route, target in entries:
+            self._add(route, target)
+
+    def _add(self, route: Route, target: T) -> None:
+        leaf = _Leaf(target, tuple(p for p in route.params if p != route.catch_all))
+        node = self._root
+        for segment in route_segments(route.path):
+            match = PARAM_RE.match(segment)
+            if match is None:
+                node = node.literals.setdefault(segment, _Node())
+            elif match.group(1):  # the manifest guarantees a catch-all is the last segment
+                if node.catch_all is None:
+                    node.catch_all = (match.group(2), leaf)
+                return
+            else:
+                # one parameter node per position, whatever each route calls it: the names
+                # come from the leaf that matches
+                if node.param is None:
+                    node.param = _Node()
+                node = node.param
+        if node.leaf is None:
+            node.leaf = leaf
+
+    def match(self, segments: Sequence[str]) -> Match[T] | None:
+        values: list[str] = []
+        found = self._walk(self._root, segments, 0, values)
+        if found is None:
+            return None
+        leaf, rest = found
+        params: dict[str, str | list[str]] = dict(zip(leaf.names, values, strict=True))
+        if rest is not None:
+            params[rest[0]] = list(segments[rest[1] :])
+        return Match(leaf.target, params)
+
+    def _walk(
+        self, node: _Node[T], segments: Sequence[str], index: int, values: list[str]
+    ) -> tuple[_Leaf[T], tuple[str, int] | None] | None:
+        if index == len(segments):
+            return None if node.leaf is None else (node.leaf, None)
+        segment = segments[index]
+        child = node.literals.get(segment)
+        if child is not None:
+            found = self._walk(child, segments, index + 1, values)
+            if found is not None:
+                return found
+        if node.param is not None and segment:
+            values.append(segment)
+            found = self._walk(node.param, segments, index + 1, values)
+            if found is not None:
+                return found
+            values.pop()
+        if node.catch_all is not None:
+            name, leaf = node.catch_all
+            return leaf, (name, index)
+        return None
+
+
+def route_segments(path: str) -> list[str]:
+    """``/bookmarks/[id]`` -> ``["bookmarks", "[id]"]``; ``/`` -> ``[]``."""
+    return [segment for segment in path.strip("/").split("/") if segment]
+
+
+def split_path(raw_path: bytes) -> list[str]:
+    """Split a raw (still percent-encoded) request path into decoded segments."""
+    text = raw_path.split(b"?", 1)[0]
+    parts = text.split(b"/")
+    if parts and parts[0] == b"":
+        parts = parts[1:]
+    if parts and parts[-1] == b"":
+        parts = parts[:-1]
+    segments: list[str] = []
+    for part in parts:
+        try:
+            segment = unquote_to_bytes(part).decode("utf-8") if b"%" in part else part.decode()
+        except UnicodeDecodeError as exc:
+            raise BadPath("the path is not valid UTF-8 after percent-decoding") from exc
+        if segment in (".", ".."):
+            raise BadPath(f"the path segment {segment!r} is not allowed")
+        segments.append(segment)
+    return segments

@@ -1,0 +1,130 @@
+"""``Client``: run a qr project in-process in its own tests.
+
+```python
+from qr.runtime.testing import Client
+
+def test_bookmarks():
+    with Client(".") as client:
+        assert client.get("/bookmarks").status_code == 200
+```
+
+``Client(project_dir)`` scans the project (``qr.runtime.manifest.scan``: a broken project raises
+``ProjectError`` listing every problem), builds the same ASGI app ``qr dev`` and Lambda serve, and
+talks to it through Starlette's ``TestClient`` (an ``httpx.Client``): ``get``, ``post(json=...)``,
+``put``, ``patch``, ``delete``, ``head``, ``options``, ``request``, cookies, headers... Nothing
+listens on a port. Unlike Starlette's client it does not follow redirects unless asked
+(``follow_redirects=True``), so a test sees the 303 a handler returned.
+
+``env`` entries are set in ``os.environ`` before the project's modules load and restored on
+``close()``. A platform (the adapters behind ``queues``, ``socket`` and ``url``) is installed only
+when none is set, and the previous one restored on ``close()``; ``platform=`` passes one in,
+``make_platform`` is where the local adapters plug in. ``url()`` builds URLs on ``base_url``.
+
+This module runs only on developer machines (it imports httpx); it is never part of a bundle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp
+
+from qr.runtime import ports, urls
+from qr.runtime.http import QrApp, create_app
+from qr.runtime.http.app import DEFAULT_BODY_LIMIT
+from qr.runtime.manifest import Manifest, scan
+
+__all__ = ["Client"]
+
+
+class Client(TestClient):
+    """An in-process HTTP client for a qr project (see the module docstring)."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        project_dir: str | Path = ".",
+        *,
+        env: Mapping[str, str] | None = None,
+        base_url: str = "http://testserver",
+        platform: ports.Platform | None = None,
+        headers: dict[str, str] | None = None,
+        follow_redirects: bool = False,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+        dev: bool = False,
+    ) -> None:
+        self.project_dir = Path(project_dir).resolve()
+        self._saved_env: dict[str, str | None] = {}
+        self._installed_platform = False
+        self._saved_base = urls.set_default_base_url(base_url)
+        self._closed = False
+        for key, value in (env or {}).items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        try:
+            self.manifest: Manifest = scan(self.project_dir)
+            chosen = platform or self.make_platform(base_url)
+            if chosen is not None:
+                previous = ports.set_platform(chosen)
+                if previous is None:
+                    self._installed_platform = True
+                else:  # someone else's platform is in place: leave it
+                    ports.set_platform(previous)
+            self.http_app: QrApp = create_app(
+                self.manifest, dev=dev, body_limit=body_limit, websocket=self.make_websocket_app()
+            )
+        except BaseException:
+            self._restore()
+            raise
+        super().__init__(
+            self.http_app,
+            base_url=base_url,
+            headers=headers,
+            follow_redirects=follow_redirects,
+        )
+
+    def make_platform(self, base_url: str) -> ports.Platform | None:
+        """The platform to install when none is set (the local adapters plug in here)."""
+        return None
+
+    def make_websocket_app(self) -> ASGIApp | None:
+        """The ASGI app for ``websocket`` scopes (the socket dispatcher plugs in here)."""
+        return None
+
+    def close(self) -> None:
+        super().close()
+        self._restore()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._installed_platform:
+            ports.set_platform(None)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        urls.set_default_base_url(self._saved_base)
+
+    def url(self, route: str, /, **params: Any) -> str:
+        """``url(route, ...)`` as the app would build it."""
+        return urls.build(route, params)
