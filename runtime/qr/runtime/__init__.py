@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "ProjectError": "qr.runtime.errors",
     "Manifest": "qr.runtime.manifest",
     "scan": "qr.runtime.manifest",
+    "queues": "qr.runtime.queues",
 }
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from qr.runtime.http.responses import Response as Response
     from qr.runtime.manifest import Manifest as Manifest
     from qr.runtime.manifest import scan as scan
+    from qr.runtime.queues import queues as queues
     from qr.runtime.urls import url as url
 
 

@@ -83,6 +83,8 @@ class Platform:
     dev: bool = False
     """Development mode: tracebacks may be shown in 500 responses."""
     clock: Callable[[], float] = time.time
+    queue_names: frozenset[str] | None = None
+    """The project's queues (from the manifest): pushing elsewhere is an error. ``None``: unchecked."""
 
 
 _platform: Platform | None = None

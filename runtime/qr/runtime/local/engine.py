@@ -1,0 +1,640 @@
+"""The local queue engine: SQS semantics on one SQLite database in WAL mode.
+
+All queue state lives in ``.qr/dev/queues.db``; nothing that matters is kept in Python memory, so
+a crash (even ``kill -9``) leaves a state SQS itself could be in, and a second process (the
+``qr dev queue`` command) sees the same truth. Every operation is one short ``BEGIN IMMEDIATE``
+transaction; ``synchronous=NORMAL`` survives an application crash (``durable=True`` selects
+``FULL`` for power loss as well).
+
+Locks are deadlines. A job row carries ``visible_ms``: the delay or backoff deadline while it
+waits, the lease deadline while a worker holds it (``receipt`` set). "In flight" therefore means
+``receipt IS NOT NULL AND visible_ms > now``; when a worker dies its leases simply run out.
+
+Tables:
+
+* ``jobs`` — one row per live job; ``seq`` (AUTOINCREMENT, never reused) is the push order and the
+  FIFO sequence number. Index ``(queue, visible_ms, seq)`` serves standard claims.
+* ``groups`` — FIFO only: one row per non-empty group with its head (lowest ``seq``) and that head's
+  ``visible_ms``. A group is claimable when its head is visible; only the head is ever claimed, so
+  one job per group is in flight, in order, and a failing head (in backoff) blocks only its group.
+  It is kept in step with ``jobs`` inside the same transactions (a cache, never a lock).
+* ``dedupe`` — FIFO dedupe ids (given, or SHA-256 of the body) with their job id and expiry,
+  5 minutes after the push, kept after the job is deleted, as SQS does.
+* ``dead`` — the dead-letter queues: a job that failed ``max_attempts`` receives moves here with
+  its payload, receive count and last error. ``redrive`` pushes them back as new jobs.
+* ``results`` — what handlers returned (JSON), kept for a day.
+
+``push`` notifies in-process subscribers after COMMIT (the worker wakes at once); other processes'
+writes show up in ``PRAGMA data_version``, which a worker polls cheaply while idle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from qr.runtime.manifest import Backoff
+from qr.runtime.ports import OutgoingJob
+from qr.runtime.queues import DEDUPE_WINDOW_SECONDS, MAX_VISIBILITY_SECONDS
+
+DB_PATH = Path(".qr/dev/queues.db")
+RESULT_RETENTION_MS = 24 * 3600 * 1000
+_SWEEP_EVERY_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue TEXT NOT NULL,
+  job_id TEXT NOT NULL UNIQUE,
+  body TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  user_id TEXT,
+  params TEXT,
+  group_id TEXT,
+  dedupe_id TEXT,
+  queued_ms INTEGER NOT NULL,
+  visible_ms INTEGER NOT NULL,
+  received_count INTEGER NOT NULL DEFAULT 0,
+  receipt TEXT,
+  received_ms INTEGER,
+  last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(queue, visible_ms, seq);
+CREATE INDEX IF NOT EXISTS jobs_group ON jobs(queue, group_id, seq) WHERE group_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS groups(
+  queue TEXT NOT NULL,
+  group_id TEXT NOT NULL,
+  head_seq INTEGER NOT NULL,
+  visible_ms INTEGER NOT NULL,
+  PRIMARY KEY(queue, group_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS groups_ready ON groups(queue, head_seq);
+CREATE TABLE IF NOT EXISTS dedupe(
+  queue TEXT NOT NULL,
+  dedupe_id TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  sequence_number INTEGER,
+  expires_ms INTEGER NOT NULL,
+  PRIMARY KEY(queue, dedupe_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  user_id TEXT,
+  params TEXT,
+  group_id TEXT,
+  sequence_number INTEGER,
+  queued_ms INTEGER NOT NULL,
+  received_count INTEGER NOT NULL,
+  last_error TEXT,
+  dead_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_queue ON dead(queue, seq);
+CREATE TABLE IF NOT EXISTS results(
+  job_id TEXT PRIMARY KEY,
+  queue TEXT NOT NULL,
+  result TEXT,
+  finished_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_age ON results(finished_ms);
+"""
+
+_JOB_COLUMNS = (
+    "seq, job_id, queue, body, content_type, user_id, params, group_id, queued_ms, "
+    "received_count, receipt, received_ms, visible_ms"
+)
+EXPIRED_ERROR = "the job's lease ran out (its worker stopped or crashed before finishing)"
+
+
+class LeaseError(ValueError):
+    """An operation on a job the caller no longer holds, or past the SQS visibility limit."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    job_id: str
+    sequence_number: int | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job a worker holds until ``lease_ms`` (or it acks, fails, releases)."""
+
+    seq: int
+    receipt: str
+    job_id: str
+    queue: str
+    body: str
+    content_type: str
+    user_id: str | None
+    params: dict[str, str]
+    group_id: str | None
+    queued_ms: int
+    received_count: int
+    received_ms: int
+    lease_ms: int
+
+    @property
+    def fifo(self) -> bool:
+        return self.queue.endswith(".fifo")
+
+    @property
+    def sequence_number(self) -> int | None:
+        return self.seq if self.fifo else None
+
+
+@dataclass(frozen=True)
+class DeadJob:
+    job_id: str
+    queue: str
+    body: str
+    content_type: str
+    group_id: str | None
+    received_count: int
+    last_error: str | None
+    queued_ms: int
+    dead_ms: int
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    depth: int
+    """Jobs visible now (waiting to run)."""
+    in_flight: int
+    delayed: int
+    """Jobs waiting for their delay or retry backoff."""
+    dead: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "queue": self.queue,
+            "depth": self.depth,
+            "in_flight": self.in_flight,
+            "delayed": self.delayed,
+            "dead": self.dead,
+        }
+
+
+@dataclass
+class _Sweeps:
+    dedupe_ms: int = 0
+    results_ms: int = 0
+
+
+FailOutcome = Literal["retry", "dead", "stale"]
+
+
+@dataclass
+class Engine:
+    """One connection to the queue database; thread-safe (one lock around each transaction)."""
+
+    path: Path
+    clock: Callable[[], float] = time.time
+    random: Callable[[], float] = random.random
+    durable: bool = False
+    _db: sqlite3.Connection = field(init=False, repr=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _subscribers: list[Callable[[str], None]] = field(init=False, default_factory=list)
+    _sweeps: _Sweeps = field(init=False, default_factory=_Sweeps)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=30000")
+        self._db = db
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(queue)`` after each push commits; returns an unsubscribe function."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits to the database."""
+        with self._lock:
+            row = self._db.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    # -- producer ----------------------------------------------------------------------------
+
+    def push(self, job: OutgoingJob) -> PushResult:
+        """Enqueue; a FIFO duplicate within 5 minutes returns the original job's id."""
+        fifo = job.queue.endswith(".fifo")
+        if fifo and job.group_id is None:
+            raise ValueError(f"FIFO queue {job.queue!r} needs a group id")
+        if fifo and job.delay:
+            raise ValueError(f"FIFO queue {job.queue!r} takes no per-job delay")
+        params = json.dumps(job.params, separators=(",", ":")) if job.params else None
+        with self._transaction() as db:
+            now = self.now_ms()
+            dedupe_id = None
+            if fifo:
+                dedupe_id = job.dedupe_id or hashlib.sha256(job.body.encode()).hexdigest()
+                row = db.execute(
+                    "SELECT job_id, sequence_number, expires_ms FROM dedupe "
+                    "WHERE queue=? AND dedupe_id=?",
+                    (job.queue, dedupe_id),
+                ).fetchone()
+                if row is not None and row[2] > now:
+                    return PushResult(row[0], row[1], duplicate=True)
+                self._sweep_dedupe(db, now)
+            job_id = str(uuid.uuid4())
+            visible = now + int(job.delay * 1000)
+            cursor = db.execute(
+                "INSERT INTO jobs(queue, job_id, body, content_type, user_id, params, group_id, "
+                "dedupe_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job.queue,
+                    job_id,
+                    job.body,
+                    job.content_type,
+                    job.user_id,
+                    params,
+                    job.group_id,
+                    dedupe_id,
+                    now,
+                    visible,
+                ),
+            )
+            seq = int(cursor.lastrowid or 0)
+            if fifo:
+                db.execute(
+                    "INSERT OR REPLACE INTO dedupe VALUES(?,?,?,?,?)",
+                    (job.queue, dedupe_id, job_id, seq, now + DEDUPE_WINDOW_SECONDS * 1000),
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)",
+                    (job.queue, job.group_id, seq, visible),
+                )
+        for callback in list(self._subscribers):
+            callback(job.queue)
+        return PushResult(job_id, seq if fifo else None)
+
+    # -- consumer ----------------------------------------------------------------------------
+
+    def claim(
+        self, queue: str, limit: int, lease: float, *, max_attempts: int = 3
+    ) -> list[Claimed]:
+        """Receive up to ``limit`` jobs, each held for ``lease`` seconds.
+
+        A visible job that has already been received ``max_attempts`` times (its last lease ran
+        out) moves to the dead-letter queue instead of being delivered again.
+        """
+        if limit <= 0:
+            return []
+        lease_ms = int(min(lease, MAX_VISIBILITY_SECONDS) * 1000)
+        fifo = queue.endswith(".fifo")
+        with self._transaction() as db:
+            now = self.now_ms()
+            claimed: list[Claimed] = []
+            for _ in range(limit + 1):  # each round either claims or dead-letters
+                want = limit - len(claimed)
+                if want <= 0:
+                    break
+                if fifo:
+                    rows = db.execute(
+                        "SELECT head_seq FROM groups WHERE queue=? AND visible_ms<=? "
+                        "ORDER BY head_seq LIMIT ?",
+                        (queue, now, want),
+                    ).fetchall()
+                else:
+                    rows = db.execute(
+                        "SELECT seq FROM jobs WHERE queue=? AND visible_ms<=? "
+                        "ORDER BY visible_ms, seq LIMIT ?",
+                        (queue, now, want),
+                    ).fetchall()
+                if not rows:
+                    break
+                seqs = [r[0] for r in rows]
+                spent = db.execute(
+                    f"SELECT seq FROM jobs WHERE seq IN ({_marks(seqs)}) AND received_count>=?",
+                    (*seqs, max_attempts),
+                ).fetchall()
+                if spent:
+                    for (seq,) in spent:
+                        self._bury(db, seq, EXPIRED_ERROR, now, keep_error=True)
+                    continue
+                receipt = uuid.uuid4().hex
+                rows = db.execute(
+                    "UPDATE jobs SET received_count=received_count+1, receipt=?, received_ms=?, "
+                    f"visible_ms=? WHERE seq IN ({_marks(seqs)}) RETURNING {_JOB_COLUMNS}",
+                    (receipt, now, now + lease_ms, *seqs),
+                ).fetchall()
+                batch = sorted((_claimed(r) for r in rows), key=lambda c: c.seq)
+                if fifo:
+                    db.executemany(
+                        "UPDATE groups SET visible_ms=? WHERE queue=? AND group_id=?",
+                        [(now + lease_ms, queue, c.group_id) for c in batch],
+                    )
+                claimed.extend(batch)
+        return claimed
+
+    def ack(self, job: Claimed, result: Any = None) -> bool:
+        """Delete a finished job (and keep its result); ``False`` if the lease was lost."""
+        return self.ack_many([(job, result)]) == 1
+
+    def ack_many(self, finished: Sequence[tuple[Claimed, Any]]) -> int:
+        """Delete several finished jobs in one transaction; returns how many were still held."""
+        if not finished:
+            return 0
+        done = 0
+        with self._transaction() as db:
+            now = self.now_ms()
+            for job, result in finished:
+                cursor = db.execute(
+                    "DELETE FROM jobs WHERE seq=? AND receipt=?", (job.seq, job.receipt)
+                )
+                if cursor.rowcount != 1:
+                    continue
+                done += 1
+                if job.group_id is not None and job.fifo:
+                    self._advance_group(db, job.queue, job.group_id)
+                if result is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO results VALUES(?,?,?,?)",
+                        (job.job_id, job.queue, _result_json(result), now),
+                    )
+            if now - self._sweeps.results_ms > _SWEEP_EVERY_MS:
+                self._sweeps.results_ms = now
+                db.execute("DELETE FROM results WHERE finished_ms<?", (now - RESULT_RETENTION_MS,))
+        return done
+
+    def fail(self, job: Claimed, error: str, *, max_attempts: int, backoff: Backoff) -> FailOutcome:
+        """Record a failure: back to the queue after the backoff, or to the DLQ when spent."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            row = db.execute(
+                "SELECT received_count FROM jobs WHERE seq=? AND receipt=?",
+                (job.seq, job.receipt),
+            ).fetchone()
+            if row is None:
+                return "stale"
+            if row[0] >= max_attempts:
+                self._bury(db, job.seq, error, now)
+                return "dead"
+            visible = now + int(backoff_delay(backoff, row[0], self.random) * 1000)
+            db.execute(
+                "UPDATE jobs SET visible_ms=?, receipt=NULL, last_error=? WHERE seq=?",
+                (visible, error, job.seq),
+            )
+            if job.fifo and job.group_id is not None:
+                self._set_group_visible(db, job.queue, job.group_id, job.seq, visible)
+            return "retry"
+
+    def release(self, job: Claimed) -> bool:
+        """Give a job back unfinished (graceful shutdown): visible now, the receive not counted."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            cursor = db.execute(
+                "UPDATE jobs SET visible_ms=?, receipt=NULL, "
+                "received_count=MAX(received_count-1, 0) WHERE seq=? AND receipt=?",
+                (now, job.seq, job.receipt),
+            )
+            if cursor.rowcount and job.fifo and job.group_id is not None:
+                self._set_group_visible(db, job.queue, job.group_id, job.seq, now)
+            return cursor.rowcount == 1
+
+    def extend(self, job: Claimed, seconds: float) -> int:
+        """Hold the job until ``seconds`` from now (never shorter); returns the new lease end."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            row = db.execute(
+                "SELECT visible_ms, received_ms FROM jobs WHERE seq=? AND receipt=?",
+                (job.seq, job.receipt),
+            ).fetchone()
+            if row is None or row[0] <= now:
+                raise LeaseError(f"job {job.job_id} is no longer held by this worker")
+            until = int(max(row[0], now + int(seconds * 1000)))
+            if until > row[1] + MAX_VISIBILITY_SECONDS * 1000:
+                raise LeaseError(
+                    f"job {job.job_id} cannot be held past 12 hours after it was received"
+                )
+            db.execute("UPDATE jobs SET visible_ms=? WHERE seq=?", (until, job.seq))
+            if job.fifo and job.group_id is not None:
+                self._set_group_visible(db, job.queue, job.group_id, job.seq, until)
+            return until
+
+    # -- dead letters, stats -------------------------------------------------------------------
+
+    def redrive(self, queue: str) -> int:
+        """Move the queue's dead jobs back as new jobs (new ids, pushed now), in their order."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            rows = db.execute(
+                "SELECT seq, body, content_type, user_id, params, group_id FROM dead "
+                "WHERE queue=? ORDER BY seq",
+                (queue,),
+            ).fetchall()
+            for seq, body, content_type, user_id, params, group_id in rows:
+                job_id = str(uuid.uuid4())
+                cursor = db.execute(
+                    "INSERT INTO jobs(queue, job_id, body, content_type, user_id, params, "
+                    "group_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?)",
+                    (queue, job_id, body, content_type, user_id, params, group_id, now, now),
+                )
+                if queue.endswith(".fifo") and group_id is not None:
+                    db.execute(
+                        "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)",
+                        (queue, group_id, cursor.lastrowid, now),
+                    )
+                db.execute("DELETE FROM dead WHERE seq=?", (seq,))
+        if rows:
+            for callback in list(self._subscribers):
+                callback(queue)
+        return len(rows)
+
+    def dead_jobs(self, queue: str) -> list[DeadJob]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, queue, body, content_type, group_id, received_count, last_error, "
+                "queued_ms, dead_ms FROM dead WHERE queue=? ORDER BY seq",
+                (queue,),
+            ).fetchall()
+        return [DeadJob(*row) for row in rows]
+
+    def result(self, job_id: str) -> Any:
+        """What the job's handler returned (``None`` if nothing was kept)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT result FROM results WHERE job_id=?", (job_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    def stats(self, queues: Sequence[str] = ()) -> list[QueueStats]:
+        """Depth, in flight, delayed and dead counts for ``queues`` plus any queue with jobs."""
+        with self._lock:
+            now = self.now_ms()
+            live = self._db.execute(
+                "SELECT queue, SUM(visible_ms<=?), SUM(receipt IS NOT NULL AND visible_ms>?), "
+                "SUM(receipt IS NULL AND visible_ms>?) FROM jobs GROUP BY queue",
+                (now, now, now),
+            ).fetchall()
+            dead = dict(
+                self._db.execute("SELECT queue, COUNT(*) FROM dead GROUP BY queue").fetchall()
+            )
+        counts = {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in live}
+        names = sorted(set(queues) | set(counts) | set(dead))
+        return [
+            QueueStats(name, *counts.get(name, (0, 0, 0)), int(dead.get(name, 0))) for name in names
+        ]
+
+    def next_visible_ms(self, queue: str) -> int | None:
+        """When the next job of ``queue`` becomes claimable (None: the queue is empty)."""
+        table = "groups" if queue.endswith(".fifo") else "jobs"
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT MIN(visible_ms) FROM {table} WHERE queue=?", (queue,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    # -- helpers (inside a transaction) ---------------------------------------------------------
+
+    def _bury(
+        self, db: sqlite3.Connection, seq: int, error: str, now: int, *, keep_error: bool = False
+    ) -> None:
+        row = db.execute(
+            "SELECT queue, job_id, body, content_type, user_id, params, group_id, queued_ms, "
+            "received_count, last_error FROM jobs WHERE seq=?",
+            (seq,),
+        ).fetchone()
+        queue, job_id, body, content_type, user_id, params, group_id = row[:7]
+        last_error = f"{error}; before that: {row[9]}" if keep_error and row[9] else error
+        db.execute(
+            "INSERT INTO dead(queue, job_id, body, content_type, user_id, params, group_id, "
+            "sequence_number, queued_ms, received_count, last_error, dead_ms) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                queue,
+                job_id,
+                body,
+                content_type,
+                user_id,
+                params,
+                group_id,
+                seq if queue.endswith(".fifo") else None,
+                row[7],
+                row[8],
+                last_error,
+                now,
+            ),
+        )
+        db.execute("DELETE FROM jobs WHERE seq=?", (seq,))
+        if queue.endswith(".fifo") and group_id is not None:
+            self._advance_group(db, queue, group_id)
+
+    def _advance_group(self, db: sqlite3.Connection, queue: str, group_id: str) -> None:
+        head = db.execute(
+            "SELECT seq, visible_ms FROM jobs WHERE queue=? AND group_id=? ORDER BY seq LIMIT 1",
+            (queue, group_id),
+        ).fetchone()
+        if head is None:
+            db.execute("DELETE FROM groups WHERE queue=? AND group_id=?", (queue, group_id))
+        else:
+            db.execute(
+                "UPDATE groups SET head_seq=?, visible_ms=? WHERE queue=? AND group_id=?",
+                (head[0], head[1], queue, group_id),
+            )
+
+    def _set_group_visible(
+        self, db: sqlite3.Connection, queue: str, group_id: str, seq: int, visible: int
+    ) -> None:
+        db.execute(
+            "UPDATE groups SET visible_ms=? WHERE queue=? AND group_id=? AND head_seq=?",
+            (visible, queue, group_id, seq),
+        )
+
+    def _sweep_dedupe(self, db: sqlite3.Connection, now: int) -> None:
+        if now - self._sweeps.dedupe_ms > _SWEEP_EVERY_MS:
+            self._sweeps.dedupe_ms = now
+            db.execute("DELETE FROM dedupe WHERE expires_ms<=?", (now,))
+
+
+def backoff_delay(
+    backoff: Backoff, attempt: int, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds before attempt ``attempt + 1``: fixed or exponential, capped, with jitter.
+
+    Exponential: ``initial * 2**(attempt-1)`` capped at ``max``. Jitter draws uniformly from the
+    upper half (``[d/2, d]``) so retries spread out but never come much earlier than planned.
+    """
+    if backoff.strategy == "fixed":
+        delay = backoff.initial
+    else:
+        delay = backoff.initial * 2 ** min(max(attempt - 1, 0), 32)
+    delay = min(delay, backoff.max, MAX_VISIBILITY_SECONDS)
+    if backoff.jitter:
+        delay *= 0.5 + 0.5 * rand()
+    return delay
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _claimed(row: tuple[Any, ...]) -> Claimed:
+    (seq, job_id, queue, body, content_type, user_id, params, group_id, queued_ms, count) = row[:10]
+    receipt, received_ms, visible_ms = row[10:13]
+    return Claimed(
+        seq,
+        receipt,
+        job_id,
+        queue,
+        body,
+        content_type,
+        user_id,
+        json.loads(params) if params else {},
+        group_id,
+        queued_ms,
+        count,
+        received_ms,
+        visible_ms,
+    )
+
+
+def _result_json(result: Any) -> str:
+    try:
+        return json.dumps(result, default=str)
+    except (TypeError, ValueError):
+        return json.dumps(repr(result))
