@@ -47,7 +47,8 @@ def project(make_project: MakeProject) -> Manifest:
                         raise
             """,
             "queues/slow_sync.py": """
-                                config = {"timeout": 0.05}
+                import threading
+                config = {"timeout": 0.05}
                 release = threading.Event()
                 finished = []
                 def handler(job):

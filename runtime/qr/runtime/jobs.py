@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import logging
 import sys
 import time
@@ -36,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qr.runtime.context import Invocation, invocation
+from qr.runtime.http.injection import arguments, parameters
 from qr.runtime.manifest import Queue, Schedule
 from qr.runtime.queues import MAX_VISIBILITY_SECONDS, decode_payload
 
@@ -218,9 +218,8 @@ async def run_schedule_job(
 async def _call(
     handler: Callable[..., Any], values: Mapping[str, object], job: Job | ScheduleJob, file: str
 ) -> Any:
-    names, is_async = _parameters(handler)
-    kwargs = {name: values[name] for name in names if name in values}
-    if is_async:
+    kwargs = arguments(handler, values)
+    if parameters(handler).is_async:
         task: asyncio.Future[Any] = asyncio.ensure_future(handler(**kwargs))
     else:
         context = contextvars.copy_context()
@@ -237,7 +236,9 @@ async def _call(
         raise
     if task.done():
         return task.result()
-    if is_async:
+    if not isinstance(task, asyncio.Task):
+        task.add_done_callback(functools.partial(_late_result, file, job.job_id))
+    else:
         task.cancel()
         try:
             await task
@@ -245,9 +246,6 @@ async def _call(
             pass
         except Exception:  # an error raised while it was being cancelled: still a timeout
             log.debug("%s raised while being cancelled at its deadline", file, exc_info=True)
-    else:
-        job_id = job.job_id
-        task.add_done_callback(functools.partial(_late_result, file, job_id))
     raise JobTimeout(f"{file}: handler did not finish by its deadline (config['timeout'])")
 
 
@@ -269,20 +267,3 @@ def _handler(module_name: str, file: str) -> Callable[..., Any]:
         raise RuntimeError(f"{file}: handler is not loaded (module {module_name!r})")
     function: Callable[..., Any] = handler
     return function
-
-
-@functools.lru_cache(maxsize=1024)
-def _parameters(function: Callable[..., Any]) -> tuple[tuple[str, ...], bool]:
-    """Names ``function`` asks for (``**kwargs`` aside) and whether it is ``async def``."""
-    target = function
-    while isinstance(target, functools.partial):
-        target = target.func
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 - objects with an async __call__
-    )
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return (), is_async
-    names = tuple(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    return names, is_async

@@ -238,9 +238,8 @@ class Queue:
 
 def _http_handler(queue: Queue) -> Callable[..., Any]:
     def push_request(body: Any, params: Mapping[str, Any]) -> Any:
-        from starlette.responses import JSONResponse  # the HTTP runtime is loaded by now
-
-        from qr.runtime.errors import HTTPError
+        from qr.runtime.errors import HTTPError  # the HTTP runtime is loaded by now
+        from qr.runtime.http.responses import Response
 
         target = queue
         if queue.fifo:
@@ -262,7 +261,7 @@ def _http_handler(queue: Queue) -> Callable[..., Any]:
         except QueueError as exc:
             status = 413 if "bytes encoded" in exc.message else 400
             raise HTTPError(status, exc.message) from None
-        return JSONResponse({"job_id": job_id}, status_code=202, headers={"X-Job-Id": job_id})
+        return Response.json({"job_id": job_id}, status=202, headers={"X-Job-Id": job_id})
 
     push_request.__qualname__ = f"queues[{queue.name!r}].http"
     return push_request
