@@ -1,0 +1,56 @@
+"""Connecting to the Docker engine, with errors that say how to start it.
+
+The docker SDK is imported here and nowhere in ``qr.runtime``. ``connect()`` pings the engine
+once so that "not installed" and "not running" are told apart before any build starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from qr.cli.errors import QrError
+
+DEFAULT_SOCKET = Path("/var/run/docker.sock")
+
+
+def connect(environment: dict[str, str] | None = None, socket: Path = DEFAULT_SOCKET) -> Any:
+    """A ``docker.DockerClient`` for the engine of ``DOCKER_HOST`` (or the default socket)."""
+    import docker
+    import docker.errors
+
+    env = dict(os.environ if environment is None else environment)
+    host = env.get("DOCKER_HOST", f"unix://{DEFAULT_SOCKET}")
+    try:
+        client = docker.from_env(environment=env, timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise not_running_error(host, env, str(exc), socket) from None
+    return client
+
+
+def not_running_error(
+    host: str, env: dict[str, str], detail: str, socket: Path = DEFAULT_SOCKET
+) -> QrError:
+    """``Docker is not installed`` or ``not running``: whichever fits, with how to fix it."""
+    installed = (
+        shutil.which("docker", path=env.get("PATH")) is not None
+        or shutil.which("dockerd", path=env.get("PATH")) is not None
+        or "DOCKER_HOST" in env
+        or socket.exists()
+    )
+    if not installed:
+        return QrError(
+            "Docker is not installed: `qr dev --docker` runs handlers in Docker containers",
+            "Install Docker Desktop (macOS, Windows) or Docker Engine (Linux: "
+            "`apt-get install docker.io`), start it, and run the command again; "
+            "or run `qr dev` without --docker to run handlers in-process.",
+        )
+    return QrError(
+        f"Docker is not running: cannot reach the engine at {host} ({detail.strip()})",
+        "Start Docker: open Docker Desktop, or on Linux `sudo systemctl start docker` "
+        "(or `sudo dockerd &`); set DOCKER_HOST if your engine listens elsewhere. "
+        "Check with `docker info`, then run the command again.",
+    )

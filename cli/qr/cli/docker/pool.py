@@ -1,0 +1,450 @@
+"""A pool of warm containers running the Lambda entry point, fed through the Runtime API.
+
+Each slot owns one container and that container's ``RuntimeAPIServer``. Invocations wait in one
+shared queue; whichever warm container polls ``next`` first takes the next one, so the pool size
+is the function's concurrency. The platform, not the container, enforces the timeout: a timer
+starts when a container takes the work, and on expiry the invocation fails with
+``FunctionTimeout`` and the container is killed and replaced (as Lambda resets a sandbox).
+
+Lifecycle of a slot: ``starting`` (container created, handler importing) → ``ready`` (it has
+polled ``next`` once) → ``dead`` (exited). A container that dies during init (its handler module
+fails to import) stays dead with its output kept: the invocations it would have run fail with
+``ContainerCrashed`` showing that output, and the next invocation tries a fresh container - the
+dev server itself never goes down. Any other exit (a timeout kill, a crash mid-invocation) is
+replaced at once so the pool stays warm.
+
+Container stdout/stderr are followed (``attach``, demultiplexed) and handed to ``on_log`` line by
+line with the request id the container is working on. ``restart()`` replaces every container,
+which is how a code change reaches them (the code is bind-mounted read-only at ``/var/task``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from qr.cli.docker.image import TASK_ROOT
+from qr.cli.docker.runtime_api import RuntimeAPIServer, Work
+
+Stream = Literal["stdout", "stderr"]
+POOL_LABEL = "dev.qr.pool"
+
+
+class InvocationFailed(Exception):
+    """The invocation did not produce a result."""
+
+    def __init__(self, request_id: str, message: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        self.message = message
+
+
+class FunctionError(InvocationFailed):
+    """The handler raised (the Runtime API ``/error`` call)."""
+
+    def __init__(self, request_id: str, error: Mapping[str, Any]) -> None:
+        self.error_type = str(error.get("errorType") or "Error")
+        self.stack = [str(line) for line in error.get("stackTrace") or []]
+        super().__init__(request_id, f"{self.error_type}: {error.get('errorMessage', '')}")
+
+
+class FunctionTimeout(InvocationFailed):
+    pass
+
+
+class ContainerCrashed(InvocationFailed):
+    """The container exited (init error, ``sys.exit``, out of memory) before answering."""
+
+    def __init__(self, request_id: str, message: str, output: list[str]) -> None:
+        super().__init__(request_id, message)
+        self.output = output
+
+
+@dataclass(frozen=True)
+class LogLine:
+    container: str
+    request_id: str | None
+    """The invocation the container was running, ``None`` during init."""
+    stream: Stream
+    text: str
+
+
+@dataclass
+class PoolConfig:
+    image: str
+    task_dir: Path
+    handler: str = "qr.runtime.aws.entry.handler"
+    size: int = 2
+    timeout: float = 30.0
+    """Seconds an invocation may run (the function timeout)."""
+    function_name: str = "qr-dev"
+    memory_mb: int = 512
+    region: str = "us-east-1"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    network: Literal["host", "bridge"] = "bridge"
+    """``host`` where bridge networking is unavailable (CI); ``bridge`` otherwise."""
+    start_timeout: float = 60.0
+    """How long ``start()`` waits for containers to finish their init."""
+
+
+@dataclass
+class _Job:
+    work: Work
+    future: Future[bytes]
+    timeout: float
+
+
+class ContainerPool:
+    def __init__(
+        self,
+        client: Any,
+        config: PoolConfig,
+        *,
+        on_log: Callable[[LogLine], None] = lambda line: None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.on_log = on_log
+        self.id = uuid.uuid4().hex[:12]
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._lock = threading.Lock()
+        self._slots: list[_Slot] = []
+        self._counter = itertools.count(1)
+        self._closed = False
+        self.last_crash: list[str] = []
+
+    @property
+    def arn(self) -> str:
+        return (
+            f"arn:aws:lambda:{self.config.region}:000000000000:function:{self.config.function_name}"
+        )
+
+    def start(self) -> ContainerPool:
+        """Start ``size`` containers and wait (bounded) until each is warm or has crashed."""
+        with self._lock:
+            self._slots = [self._new_slot() for _ in range(self.config.size)]
+        self._wait_started(self._slots)
+        return self
+
+    def restart(self) -> None:
+        """Replace every container (new code); waits for the new ones to be warm."""
+        with self._lock:
+            old, self._slots = self._slots, [self._new_slot() for _ in range(self.config.size)]
+        for slot in old:
+            slot.stop()
+        self._wait_started(self._slots)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            slots, self._slots = self._slots, []
+        for slot in slots:
+            slot.stop()
+        self._fail_queued(lambda job: InvocationFailed(job.work.request_id, "the pool was closed"))
+
+    def __enter__(self) -> ContainerPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def warm_count(self) -> int:
+        return sum(1 for slot in self._slots if slot.state == "ready")
+
+    def submit(
+        self, event: Any, *, request_id: str | None = None, timeout: float | None = None
+    ) -> Future[bytes]:
+        """Queue an invocation; the future holds the raw response payload."""
+        request_id = request_id or str(uuid.uuid4())
+        seconds = self.config.timeout if timeout is None else timeout
+        payload = event if isinstance(event, bytes) else json.dumps(event).encode()
+        deadline_ms = int((time.time() + seconds) * 1000)
+        job = _Job(Work(request_id, payload, deadline_ms, self.arn), Future(), seconds)
+        self._revive()
+        self._queue.put(job)
+        self._fail_if_all_dead()
+        return job.future
+
+    def invoke(
+        self, event: Any, *, request_id: str | None = None, timeout: float | None = None
+    ) -> Any:
+        """Run one invocation and return the decoded JSON result (or raise ``InvocationFailed``)."""
+        return json.loads(self.submit(event, request_id=request_id, timeout=timeout).result())
+
+    async def ainvoke(
+        self, event: Any, *, request_id: str | None = None, timeout: float | None = None
+    ) -> Any:
+        future = self.submit(event, request_id=request_id, timeout=timeout)
+        payload: bytes = await asyncio.wrap_future(future)
+        return json.loads(payload)
+
+    def _new_slot(self) -> _Slot:
+        slot = _Slot(self, f"qr-{self.config.function_name}-{self.id}-{next(self._counter)}")
+        slot.start()
+        return slot
+
+    def _wait_started(self, slots: list[_Slot]) -> None:
+        end = time.monotonic() + self.config.start_timeout
+        for slot in slots:
+            slot.started.wait(max(0.0, end - time.monotonic()))
+
+    def _revive(self) -> None:
+        """Replace containers that died during init (the next invocation retries init)."""
+        with self._lock:
+            if self._closed:
+                return
+            for index, slot in enumerate(self._slots):
+                if slot.state == "dead":
+                    self._slots[index] = self._new_slot()
+
+    def _slot_exited(self, slot: _Slot) -> None:
+        with self._lock:
+            if self._closed or slot not in self._slots:
+                return
+            if slot.init_crashed:
+                self.last_crash = list(slot.output)
+            else:
+                self._slots[self._slots.index(slot)] = self._new_slot()
+        self._fail_if_all_dead()
+
+    def _fail_if_all_dead(self) -> None:
+        with self._lock:
+            if any(slot.state != "dead" for slot in self._slots) and not self._closed:
+                return
+            crash = list(self.last_crash)
+        self._fail_queued(
+            lambda job: ContainerCrashed(
+                job.work.request_id, "the function's container crashed during init", crash
+            )
+        )
+
+    def _fail_queued(self, error: Callable[[_Job], InvocationFailed]) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if not job.future.done():
+                job.future.set_exception(error(job))
+
+    def _environment(self, runtime_api: str) -> dict[str, str]:
+        config = self.config
+        env = {
+            "AWS_LAMBDA_RUNTIME_API": runtime_api,
+            "AWS_LAMBDA_FUNCTION_NAME": config.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.function_name}",
+            "AWS_REGION": config.region,
+            "AWS_DEFAULT_REGION": config.region,
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python_qr_dev",
+            "LAMBDA_TASK_ROOT": TASK_ROOT,
+            "_HANDLER": config.handler,
+        }
+        env.update(config.environment)
+        return env
+
+
+class _Slot:
+    """One container, its Runtime API server and the invocation it is running."""
+
+    def __init__(self, pool: ContainerPool, name: str) -> None:
+        self.pool = pool
+        self.name = name
+        self.state: Literal["starting", "ready", "dead"] = "starting"
+        self.started = threading.Event()
+        self.init_crashed = False
+        self.output: deque[str] = deque(maxlen=40)
+        self.current: _Job | None = None
+        self.container: Any = None
+        self._stopping = False
+        self._lock = threading.Lock()
+        host_net = pool.config.network == "host"
+        self.server = RuntimeAPIServer(self, "127.0.0.1" if host_net else "0.0.0.0")
+
+    def start(self) -> None:
+        config = self.pool.config
+        host = "127.0.0.1" if config.network == "host" else "host.docker.internal"
+        self.server.start()
+        options: dict[str, Any] = {
+            "command": [config.handler],
+            "name": self.name,
+            "detach": True,
+            "environment": self.pool._environment(f"{host}:{self.server.port}"),
+            "network_mode": config.network,
+            "volumes": {str(config.task_dir.resolve()): {"bind": TASK_ROOT, "mode": "ro"}},
+            "labels": {POOL_LABEL: self.pool.id},
+            "mem_limit": f"{config.memory_mb}m",
+            "read_only": True,
+            "tmpfs": {"/tmp": "rw,size=512m"},
+        }
+        if config.network == "bridge":
+            options["extra_hosts"] = {"host.docker.internal": "host-gateway"}
+        self.container = self.pool.client.containers.run(config.image, **options)
+        threading.Thread(target=self._follow, name=f"{self.name}-logs", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        _quietly(self.container.remove, force=True)
+        self.server.close()
+
+    # RuntimeBackend, called from the server's threads
+    def next_invocation(self) -> Work | None:
+        with self._lock:
+            self.current = None
+            if self.state == "starting":
+                self.state = "ready"
+                self.started.set()
+        while self._serving():
+            try:
+                job = self.pool._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if job.future.done():  # failed while queued
+                continue
+            if not self._serving():
+                self.pool._queue.put(job)
+                return None
+            with self._lock:
+                self.current = job
+            timer = threading.Timer(job.timeout, self._timed_out, args=(job,))
+            timer.daemon = True
+            timer.start()
+            job.future.add_done_callback(_canceller(timer))
+            return job.work
+        return None
+
+    def _serving(self) -> bool:
+        return not self._stopping and self.state != "dead"
+
+    def respond(self, request_id: str, payload: bytes) -> bool:
+        job = self._finish(request_id)
+        if job is None:
+            return False
+        if not job.future.done():
+            job.future.set_result(payload)
+        return True
+
+    def fail(self, request_id: str, error: bytes, error_type: str) -> bool:
+        job = self._finish(request_id)
+        if job is None:
+            return False
+        if not job.future.done():
+            job.future.set_exception(FunctionError(request_id, _error_body(error, error_type)))
+        return True
+
+    def init_failed(self, error: bytes, error_type: str) -> None:
+        self.init_crashed = True
+        body = _error_body(error, error_type)
+        self.output.append(f"init error: {body.get('errorType')}: {body.get('errorMessage')}")
+
+    def _finish(self, request_id: str) -> _Job | None:
+        with self._lock:
+            job = self.current
+            if job is None or job.work.request_id != request_id:
+                return None
+            return job
+
+    def _timed_out(self, job: _Job) -> None:
+        if job.future.done():
+            return
+        job.future.set_exception(
+            FunctionTimeout(
+                job.work.request_id, f"the function timed out after {job.timeout:g} seconds"
+            )
+        )
+        _quietly(self.container.kill)
+
+    def _follow(self) -> None:
+        """Stream the container's output until it exits, then report the exit."""
+        from docker.utils.socket import STDERR, frames_iter
+
+        params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
+        sock = None
+        pending: dict[Stream, str] = {"stdout": "", "stderr": ""}
+        try:
+            sock = self.pool.client.api.attach_socket(self.container.id, params=params)
+            for stream_id, chunk in frames_iter(sock, tty=False):
+                name: Stream = "stderr" if stream_id == STDERR else "stdout"
+                text = pending[name] + chunk.decode("utf-8", "replace")
+                *lines, pending[name] = text.split("\n")
+                for line in lines:
+                    self._line(name, line)
+        except Exception as exc:  # the engine went away; report it as output
+            self.output.append(f"(lost the container's output: {exc})")
+        finally:
+            _close_socket(sock)
+        for stream, rest in pending.items():
+            if rest:
+                self._line(stream, rest)
+        self._exited()
+
+    def _line(self, stream: Stream, text: str) -> None:
+        if self._stopping:  # a container being removed says nothing worth showing
+            return
+        job = self.current
+        # The runtime interface client joins a record's lines with "\r" (one CloudWatch event).
+        for part in text.rstrip("\r").split("\r"):
+            self.output.append(part)
+            self.pool.on_log(LogLine(self.name, job.work.request_id if job else None, stream, part))
+
+    def _exited(self) -> None:
+        with self._lock:
+            was_starting = self.state == "starting"
+            self.state = "dead"
+            job, self.current = self.current, None
+        if was_starting and not self._stopping:
+            self.init_crashed = True
+        self.started.set()
+        if job is not None and not job.future.done():
+            job.future.set_exception(
+                ContainerCrashed(
+                    job.work.request_id,
+                    "the function's container exited while running this invocation",
+                    list(self.output),
+                )
+            )
+        if not self._stopping:
+            self.server.close()
+            _quietly(self.container.remove, force=True)
+            self.pool._slot_exited(self)
+
+
+def _canceller(timer: threading.Timer) -> Callable[[Future[bytes]], None]:
+    return lambda _: timer.cancel()
+
+
+def _close_socket(sock: Any) -> None:
+    """The SDK's attach socket is a file object over the real socket: close both."""
+    for part in (sock, getattr(sock, "_sock", None)):
+        if part is not None:
+            _quietly(part.close)
+
+
+def _quietly(action: Callable[..., object], **kwargs: Any) -> None:
+    """Stop/remove calls race with the container exiting by itself: "already gone" is fine."""
+    with contextlib.suppress(Exception):
+        action(**kwargs)
+
+
+def _error_body(error: bytes, error_type: str) -> dict[str, Any]:
+    try:
+        body = json.loads(error)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"errorMessage": error.decode("utf-8", "replace"), "errorType": error_type}
+    body.setdefault("errorType", error_type)
+    return body

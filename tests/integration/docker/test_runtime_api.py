@@ -1,0 +1,100 @@
+"""The Runtime API server's protocol, spoken by http.client against a recording backend."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from qr.cli.docker.runtime_api import MAX_RESPONSE_BYTES, PREFIX, RuntimeAPIServer, Work
+
+
+class _Backend:
+    def __init__(self) -> None:
+        self.work: list[Work] = [Work("req-1", b'{"a": 1}', 1_900_000_000_000, "arn:fn")]
+        self.results: list[tuple[str, str, bytes]] = []
+
+    def next_invocation(self) -> Work | None:
+        return self.work.pop(0) if self.work else None
+
+    def respond(self, request_id: str, payload: bytes) -> bool:
+        self.results.append(("response", request_id, payload))
+        return request_id == "req-1"
+
+    def fail(self, request_id: str, error: bytes, error_type: str) -> bool:
+        self.results.append((f"error:{error_type}", request_id, error))
+        return request_id == "req-1"
+
+    def init_failed(self, error: bytes, error_type: str) -> None:
+        self.results.append((f"init:{error_type}", "", error))
+
+
+@pytest.fixture
+def backend() -> _Backend:
+    return _Backend()
+
+
+@pytest.fixture
+def conn(backend: _Backend) -> Iterator[http.client.HTTPConnection]:
+    server = RuntimeAPIServer(backend).start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    yield connection
+    connection.close()
+    server.close()
+
+
+def _call(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def test_next_hands_out_the_event_with_lambda_headers(
+    conn: http.client.HTTPConnection, backend: _Backend
+) -> None:
+    status, headers, body = _call(conn, "GET", f"{PREFIX}/invocation/next")
+    assert status == 200
+    assert json.loads(body) == {"a": 1}
+    assert headers["Lambda-Runtime-Aws-Request-Id"] == "req-1"
+    assert headers["Lambda-Runtime-Deadline-Ms"] == "1900000000000"
+    assert headers["Lambda-Runtime-Invoked-Function-Arn"] == "arn:fn"
+    # keep-alive: the same connection posts the result
+    status, _, body = _call(conn, "POST", f"{PREFIX}/invocation/req-1/response", b'{"ok": true}')
+    assert status == 202
+    assert backend.results == [("response", "req-1", b'{"ok": true}')]
+
+
+def test_error_and_init_error_carry_the_error_type(
+    conn: http.client.HTTPConnection, backend: _Backend
+) -> None:
+    header = {"Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"}
+    status, _, _ = _call(conn, "POST", f"{PREFIX}/init/error", b'{"errorMessage": "x"}', header)
+    assert status == 202
+    status, _, _ = _call(conn, "POST", f"{PREFIX}/invocation/req-1/error", b"{}", header)
+    assert status == 202
+    assert [kind for kind, _, _ in backend.results] == [
+        "init:Runtime.ImportModuleError",
+        "error:Runtime.ImportModuleError",
+    ]
+
+
+def test_unknown_request_id_and_path_are_rejected(conn: http.client.HTTPConnection) -> None:
+    assert _call(conn, "POST", f"{PREFIX}/invocation/nope/response", b"{}")[0] == 400
+    assert _call(conn, "GET", "/2018-06-01/runtime/invocation/other")[0] == 404
+
+
+def test_oversized_response_is_413_and_fails_the_invocation(
+    conn: http.client.HTTPConnection, backend: _Backend
+) -> None:
+    big = b"x" * (MAX_RESPONSE_BYTES + 1)
+    status, _, _ = _call(conn, "POST", f"{PREFIX}/invocation/req-1/response", big)
+    assert status == 413
+    assert backend.results[0][0] == "error:ResponseSizeTooLarge"
