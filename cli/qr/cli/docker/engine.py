@@ -14,19 +14,29 @@ from typing import Any
 from qr.cli.errors import QrError
 
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
+API_VERSION = "1.41"
+"""Docker 20.10's API; newer engines serve it too."""
 
 
 def connect(environment: dict[str, str] | None = None, socket: Path = DEFAULT_SOCKET) -> Any:
     """A ``docker.DockerClient`` for the engine of ``DOCKER_HOST`` (or the default socket)."""
     import docker
     import docker.errors
+    import requests
 
     env = dict(os.environ if environment is None else environment)
     host = env.get("DOCKER_HOST", f"unix://{DEFAULT_SOCKET}")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        # Checked here: the SDK leaks a socket when it fails to connect.
+        raise not_running_error(host, env, "no socket there", socket)
+    client = None
     try:
-        client = docker.from_env(environment=env, timeout=120)
+        # A fixed API version (one every current engine serves) spares a version probe.
+        client = docker.from_env(environment=env, timeout=120, version=API_VERSION)
         client.ping()
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        if client is not None:
+            client.close()
         raise not_running_error(host, env, str(exc), socket) from None
     return client
 
