@@ -1,0 +1,54 @@
+"""Log lines as JSON for CloudWatch: one object per line, easy to filter with Logs Insights.
+
+Every line has ``time``, ``level``, ``logger`` and ``message``, plus what is running (from
+``qr.runtime.context``): ``request_id`` (the HTTP request, job, schedule run or socket message id),
+``kind`` and ``handler`` (the handler file), and ``error`` with the traceback when an exception
+is attached. ``configure()`` puts the formatter on the root logger's handlers (Lambda's own handler
+included) and sets the level from ``LOG_LEVEL`` (default ``INFO``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from qr.runtime import context
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        now = context.current()
+        request_id = getattr(record, "request_id", None) or (now.request_id if now else None)
+        if request_id:
+            line["request_id"] = request_id
+        if now is not None:
+            line["kind"] = now.kind
+            if now.handler:
+                line["handler"] = now.handler
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["error"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure(level: str | None = None) -> None:
+    """JSON lines on every root handler (adding one on stderr if there is none)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    formatter = JsonFormatter()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+    name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    root.setLevel(logging.getLevelName(name) if name in logging.getLevelNamesMapping() else "INFO")

@@ -1,0 +1,75 @@
+"""Queues on SQS: ``queues[...].push`` -> SendMessage, and visibility changes for the consumer.
+
+Queue URLs come from ``QR_QUEUE_URL_PREFIX`` (set by Terraform): the URL of every queue minus its
+short name, so ``prefix + "emails"`` is the ``emails`` queue and ``prefix + "orders.fifo"`` the
+FIFO one. The message encoding is the shared contract: the body is the encoded payload, message
+attributes carry ``content_type``, ``user_id`` (when a user pushed it) and one ``param_<name>`` per
+job parameter. FIFO pushes carry the group and dedupe ids; standard ones their delay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qr.runtime.aws._clients import Clients
+from qr.runtime.ports import OutgoingJob
+
+MAX_DELAY_SECONDS = 900
+MAX_VISIBILITY_SECONDS = 43_200
+
+
+class SqsQueues:
+    """The ``QueuePort`` of the Lambda platform."""
+
+    def __init__(self, url_prefix: str, clients: Clients) -> None:
+        self.url_prefix = url_prefix
+        self._clients = clients
+
+    def url(self, queue: str) -> str:
+        return self.url_prefix + queue
+
+    def name_of(self, arn_or_name: str) -> str | None:
+        """The qr queue name of an SQS queue ARN or full name (``None``: not this stage's)."""
+        full = arn_or_name.rsplit(":", 1)[-1]
+        stem = self.url_prefix.rsplit("/", 1)[-1]
+        if not full.startswith(stem) or len(full) == len(stem):
+            return None
+        return full[len(stem) :]
+
+    def send(self, job: OutgoingJob) -> str:
+        attributes: dict[str, dict[str, str]] = {
+            "content_type": {"DataType": "String", "StringValue": job.content_type}
+        }
+        if job.user_id is not None:
+            attributes["user_id"] = {"DataType": "String", "StringValue": job.user_id}
+        for key, value in sorted(job.params.items()):
+            attributes[f"param_{key}"] = {"DataType": "String", "StringValue": value}
+        request: dict[str, Any] = {
+            "QueueUrl": self.url(job.queue),
+            "MessageBody": job.body,
+            "MessageAttributes": attributes,
+        }
+        if job.group_id is not None:
+            request["MessageGroupId"] = job.group_id
+        if job.dedupe_id is not None:
+            request["MessageDeduplicationId"] = job.dedupe_id
+        if job.delay and not job.queue.endswith(".fifo"):
+            request["DelaySeconds"] = min(MAX_DELAY_SECONDS, max(0, round(job.delay)))
+        response = self._clients.get("sqs").send_message(**request)
+        return str(response["MessageId"])
+
+    def change_visibility(self, queue: str, receipt_handle: str, seconds: float) -> None:
+        """Make a received message visible again in ``seconds`` (0: now)."""
+        timeout = min(MAX_VISIBILITY_SECONDS, max(0, round(seconds)))
+        self._clients.get("sqs").change_message_visibility(
+            QueueUrl=self.url(queue), ReceiptHandle=receipt_handle, VisibilityTimeout=timeout
+        )
+
+
+def attributes_of(record: dict[str, Any]) -> dict[str, str]:
+    """String message attributes of an SQS Lambda record (``stringValue``, lower camel case)."""
+    result: dict[str, str] = {}
+    for name, value in (record.get("messageAttributes") or {}).items():
+        if isinstance(value, dict) and value.get("stringValue") is not None:
+            result[name] = str(value["stringValue"])
+    return result
