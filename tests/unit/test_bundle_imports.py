@@ -52,7 +52,7 @@ def test_imported_names_sees_lazy_imports_and_skips_optional_ones() -> None:
 def test_runtime_requirements_are_pinned_and_leave_out_boto3() -> None:
     pins = runtime_requirements(Path(qr.runtime.__file__).parent)
     names = {pin.split("==")[0].lower() for pin in pins}
-    assert {"cronsim", "pyyaml"} <= names
+    assert {"cronsim", "pyyaml", "starlette", "python-multipart"} <= names
     assert not names & PROVIDED_BY_LAMBDA
     assert all("==" in pin for pin in pins)
 

@@ -54,6 +54,9 @@ UNZIPPED_LIMIT = 250 * 1024 * 1024
 """Lambda's limit for a function's unzipped code and layers."""
 PROVIDED_BY_LAMBDA = frozenset({"boto3", "botocore"})
 """Import names every Lambda Python runtime already has (the runtime imports them lazily)."""
+OPTIONAL_NEEDS = {"starlette": ("python-multipart",)}
+"""Optional dependencies of the runtime's dependencies that qr relies on: Starlette parses forms
+only when python-multipart is installed, and no import in qr.runtime names it."""
 DEV_ONLY_RUNTIME = ("testing.py", "local")
 """Parts of ``qr/runtime`` that only run on a developer's machine."""
 SELF_DISTRIBUTION = "queue-run"
@@ -184,7 +187,7 @@ def runtime_requirements(runtime_dir: Path) -> tuple[str, ...]:
                 f"qr.runtime imports {name!r}, which no installed distribution provides",
                 "Reinstall qr (pip install --force-reinstall queue-run); this is a packaging bug.",
             )
-        for distribution in distributions:
+        for distribution in (*distributions, *OPTIONAL_NEEDS.get(name, ())):
             pins.add(f"{distribution}=={importlib.metadata.version(distribution)}")
     return tuple(sorted(pins, key=str.lower))
 
