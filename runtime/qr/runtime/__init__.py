@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "Manifest": "qr.runtime.manifest",
     "scan": "qr.runtime.manifest",
     "queues": "qr.runtime.queues",
+    "socket": "qr.runtime.sockets",
 }
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from qr.runtime.manifest import scan as scan
     from qr.runtime.queues import queues as queues
     from qr.runtime.urls import url as url
+    from qr.runtime.sockets import socket as socket
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,133 @@
+"""The dev console: one line per request, socket event, job and schedule run.
+
+Everything the runtime logs goes through the standard ``logging`` loggers (``qr.http`` access
+lines, ``qr.queues`` job lines, ``qr.socket``, ``qr.schedules``, the user's own loggers);
+``DevLogHandler`` renders those records on the ``Output``: a time, a coloured kind, the record's
+message, and the traceback for errors. Records that carry the structured ``extra`` fields of an
+access or job line (status, duration) get their status coloured. Socket events and schedule runs
+arrive as calls (``socket_event``, ``schedule_run``) from the objects that produce them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from rich.text import Text
+
+from qr.cli.console import Output
+from qr.runtime.errors import ProjectError
+from qr.runtime.sockets import SocketEvent
+
+_KINDS = {
+    "qr.http": ("HTTP", "cyan"),
+    "qr.queues": ("JOB", "magenta"),
+    "qr.socket": ("WS", "blue"),
+    "qr.schedules": ("SCHED", "yellow"),
+    "qr.dev": ("DEV", "green"),
+}
+
+
+class DevLog:
+    def __init__(
+        self, out: Output, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.out = out
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    def line(self, kind: str, style: str, message: str, *, failed: bool = False) -> None:
+        stamp = self.clock().astimezone().strftime("%H:%M:%S")
+        text = Text(f"{stamp} ", style="dim")
+        text.append(f"{kind:<5} ", style=style)
+        text.append(message, style="red" if failed else "")
+        with self._lock:
+            if self.out.rich:
+                self.out.console.print(text)
+            else:
+                self.out.line(text.plain)
+            self.out.stream.flush()
+
+    def info(self, message: str) -> None:
+        self.line("DEV", "green", message)
+
+    def error(self, message: str) -> None:
+        self.line("DEV", "red", message, failed=True)
+
+    def problems(self, error: ProjectError) -> None:
+        count = len(error.problems)
+        body = "\n".join(str(p) for p in error.problems)
+        with self._lock:
+            self.out.error(
+                f"{count} problem{'s' if count != 1 else ''} in the project "
+                "(still serving the last good version)",
+                body,
+            )
+            self.out.stream.flush()
+
+    def socket_event(self, event: SocketEvent) -> None:
+        parts: list[str] = [event.kind]
+        if event.action and event.action != "$default":
+            parts.append(event.action)
+        parts.append(f"conn {event.connection_id}")
+        if event.user_id:
+            parts.append(f"user {event.user_id}")
+        parts.append(f"{event.duration * 1000:.1f} ms")
+        parts.append(event.request_id)
+        if event.error:
+            parts.append(f"error: {event.error}")
+        self.line("WS", "blue", " ".join(parts), failed=event.error is not None)
+
+    def schedule_run(
+        self,
+        name: str,
+        job_id: str,
+        duration: float,
+        error: str | None,
+        next_run: datetime | None,
+    ) -> None:
+        upcoming = next_run.strftime("%Y-%m-%d %H:%M:%S UTC") if next_run else "never"
+        outcome = "ok" if error is None else f"failed: {error}"
+        self.line(
+            "SCHED",
+            "yellow",
+            f"{name} job {job_id} {outcome} in {duration * 1000:.1f} ms; next run {upcoming}",
+            failed=error is not None,
+        )
+
+    def handler(self) -> logging.Handler:
+        return DevLogHandler(self)
+
+
+class DevLogHandler(logging.Handler):
+    """Renders log records as dev console lines."""
+
+    def __init__(self, log: DevLog) -> None:
+        super().__init__(logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            kind, style = _kind(record.name)
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[0] is not None:
+                message += "\n" + self.formatException(record.exc_info)
+            status = getattr(record, "status", None)
+            failed = record.levelno >= logging.WARNING or (
+                isinstance(status, int) and status >= 500
+            )
+            self.log.line(kind, style, message, failed=failed)
+        except Exception:
+            self.handleError(record)
+
+    def formatException(self, ei: object) -> str:
+        return logging.Formatter().formatException(ei)  # type: ignore[arg-type]
+
+
+def _kind(name: str) -> tuple[str, str]:
+    for prefix, kind in _KINDS.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return kind
+    return ("LOG", "white")

@@ -1,0 +1,204 @@
+"""Hot reload: the project as currently served, and the file watcher that refreshes it.
+
+``LiveProject`` holds the last good manifest and the ASGI app built from it. ``reload()``:
+
+1. takes every project module out of ``sys.modules`` (handler modules ``qr_app:...`` and the
+   project's own plain modules such as ``lib.*``: anything whose file is under the root), keeping
+   them aside;
+2. scans again (``qr.runtime.manifest.scan``), which loads every handler and what it imports anew;
+3. on success, builds the new app and tells the listeners (socket dispatch, scheduler, queue
+   worker) about the new manifest; the queue engine, its queued jobs and open WebSocket
+   connections are untouched;
+4. on a ``ProjectError`` (a syntax or import error, a bad config), puts the old modules back so the
+   last good version keeps running, and remembers the problems.
+
+While the project has problems, HTTP requests whose route file is broken (or, when the broken
+file is not a route - ``lib/``, ``_middleware.py``, ``qr.yaml`` - every request, since any route
+may depend on it) get a 500 response naming each file and line (``error_response``); other
+routes, queues, schedules and sockets keep running the last good code. Fixing the file recovers
+on the next save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import importlib
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Scope
+from watchfiles import Change, awatch
+
+from qr.cli.dev.env import ENV_FILE, DevEnvironment
+from qr.cli.dev.log import DevLog
+from qr.runtime._loader import MODULE_PREFIX
+from qr.runtime.config import CONFIG_FILE
+from qr.runtime.errors import ProjectError
+from qr.runtime.manifest import API_DIR, Manifest, scan
+
+Listener = Callable[[Manifest], None]
+_IGNORED_DIRS = {".qr", ".venv", "venv", "node_modules", "__pycache__", "tests", ".git"}
+
+
+class LiveProject:
+    def __init__(
+        self,
+        root: Path,
+        build: Callable[[Manifest], ASGIApp],
+        log: DevLog,
+        *,
+        scanner: Callable[[Path], Manifest] = scan,
+    ) -> None:
+        self.root = root.resolve()
+        self.build = build
+        self.log = log
+        self.scanner = scanner
+        self.manifest = scanner(self.root)
+        self.app = build(self.manifest)
+        self.error: ProjectError | None = None
+        self.listeners: list[Listener] = []
+        self._broken: list[tuple[re.Pattern[str], str]] = []
+
+    def reload(self) -> bool:
+        """Scan again; ``True`` when the new version is being served."""
+        started = time.perf_counter()
+        saved = _take_project_modules(self.root)
+        importlib.invalidate_caches()
+        try:
+            manifest = self.scanner(self.root)
+            app = self.build(manifest)
+        except ProjectError as exc:
+            _take_project_modules(self.root)
+            sys.modules.update(saved)
+            self.error = exc
+            self._broken = self._broken_routes(exc)
+            self.log.problems(exc)
+            return False
+        self.manifest, self.app, self.error, self._broken = manifest, app, None, []
+        for listener in self.listeners:
+            listener(manifest)
+        elapsed = (time.perf_counter() - started) * 1000
+        self.log.info(f"reloaded {len(manifest.files)} handlers in {elapsed:.0f} ms")
+        return True
+
+    def error_response(self, scope: Scope) -> Response | None:
+        """The error page for this request while the project is broken, else ``None``."""
+        if self.error is None:
+            return None
+        path: str = scope.get("path", "/")
+        if self._broken and not any(p.match(path) for p, _ in self._broken):
+            return None
+        problems = [
+            {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint}
+            for p in self.error.problems
+        ]
+        accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+        if b"text/html" in accept:
+            items = "".join(
+                f"<li><b>{html.escape(p.location)}</b>: {html.escape(p.message)}"
+                f"<br><i>{html.escape(p.hint)}</i></li>"
+                for p in self.error.problems
+            )
+            return HTMLResponse(
+                f"<!doctype html><title>qr: project error</title><h1>The project has errors</h1>"
+                f"<ul>{items}</ul><p>Fix the file and save: qr dev reloads it.</p>",
+                500,
+            )
+        where = ", ".join(p.location for p in self.error.problems)
+        return JSONResponse({"error": f"project error in {where}", "problems": problems}, 500)
+
+    def _broken_routes(self, error: ProjectError) -> list[tuple[re.Pattern[str], str]]:
+        """Path patterns of broken route files; empty means every route may be affected."""
+        patterns: list[tuple[re.Pattern[str], str]] = []
+        for problem in error.problems:
+            if not problem.file.startswith(API_DIR + "/") or "/_" in problem.file:
+                return []
+            known = next((r for r in self.manifest.routes if r.file == problem.file), None)
+            pattern = known.pattern if known else _route_pattern(problem.file)
+            patterns.append((compile_path(pattern)[0], problem.file))
+        return patterns
+
+
+def _route_pattern(relative: str) -> str:
+    """``api/posts/[id].py`` -> ``/posts/{id}`` (only to match requests to a new broken file)."""
+    parts = relative.removesuffix(".py").split("/")[1:]
+    if parts and parts[-1] == "index":
+        parts = parts[:-1]
+    segments = []
+    for part in parts:
+        catch_all = re.fullmatch(r"\[\.\.\.(\w+)\]", part)
+        param = re.fullmatch(r"\[(\w+)\]", part)
+        if catch_all:
+            segments.append(f"{{{catch_all.group(1)}:path}}")
+        elif param:
+            segments.append(f"{{{param.group(1)}}}")
+        else:
+            segments.append(part)
+    return "/" + "/".join(segments)
+
+
+def _take_project_modules(root: Path) -> dict[str, ModuleType]:
+    """Remove and return the modules loaded from the project (handlers and ``lib/`` alike)."""
+    taken: dict[str, ModuleType] = {}
+    prefix = str(root) + "/"
+    skip = tuple(f"{prefix}{d}/" for d in _IGNORED_DIRS)
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        mine = name.startswith(MODULE_PREFIX) or (
+            file.startswith(prefix) and not file.startswith(skip)
+        )
+        if mine:
+            taken[name] = sys.modules.pop(name)
+    return taken
+
+
+def watch_filter(root: Path) -> Callable[[Change, str], bool]:
+    """Python files, ``qr.yaml`` and ``.env``; not tests, caches, virtualenvs or ``.qr/``."""
+    root = root.resolve()
+
+    def accept(change: Change, path: str) -> bool:
+        try:
+            parts = Path(path).resolve().relative_to(root).parts
+        except ValueError:
+            return False
+        if not parts or any(p in _IGNORED_DIRS for p in parts[:-1]):
+            return False
+        name = parts[-1]
+        if len(parts) == 1 and name in (CONFIG_FILE, ENV_FILE):
+            return True
+        return name.endswith(".py") and not name.startswith(".")
+
+    return accept
+
+
+async def watch(
+    live: LiveProject,
+    env: DevEnvironment,
+    stop: asyncio.Event,
+    *,
+    step_ms: int = 20,
+) -> None:
+    """Reload ``live`` after every batch of saved files until ``stop`` is set."""
+    async for changes in awatch(
+        live.root,
+        watch_filter=watch_filter(live.root),
+        stop_event=stop,
+        step=step_ms,
+        debounce=400,
+    ):
+        names = {Path(p).name for _, p in changes}
+        if ENV_FILE in names:
+            changed = env.apply()
+            if changed:
+                live.log.info(f".env changed: {', '.join(sorted(changed))}")
+        try:
+            live.reload()
+        except Exception as exc:  # a bug in building the app must not stop the watcher
+            live.log.error(f"reload failed: {type(exc).__name__}: {exc}")

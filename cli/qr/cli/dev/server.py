@@ -1,0 +1,207 @@
+"""Wiring ``qr dev`` together and running it under uvicorn.
+
+``run(options)``:
+
+1. applies the environment (``.env`` < shell < ``--env``) and scans the project (a broken project
+   at start is an error: there is no last good version to serve);
+2. installs the local platform (``qr.runtime.ports.set_platform``): the SQLite queue engine in
+   ``.qr/dev/queues.db`` (durable across restarts), in-process WebSocket connections;
+3. builds the parts: ``LiveProject`` (manifest + HTTP app, hot reload), ``SocketDispatch`` and
+   its ASGI endpoint, the queue ``Worker``, the ``Scheduler``; reloads reach them as listeners;
+4. serves ``DevApp`` with uvicorn on one port. Lifespan start: worker, scheduler, file watcher.
+   Once bound: the handler table, the URLs, ``.qr/dev/server.json``.
+5. Ctrl+C: WebSocket connections are closed with 1001 (going away) first, then uvicorn finishes
+   open requests, then the watcher and scheduler stop and the worker gives in-flight jobs back to
+   the queue (they run again on the next start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket as socket_module
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+
+from qr.cli.console import Output
+from qr.cli.dev.app import DevApp
+from qr.cli.dev.control import remove_state, write_state
+from qr.cli.dev.env import DevEnvironment
+from qr.cli.dev.log import DevLog
+from qr.cli.dev.reload import LiveProject, watch
+from qr.cli.dev.scheduler import Scheduler, SchedulerClock
+from qr.cli.routes_table import print_routes
+from qr.runtime.http import create_app
+from qr.runtime.jobs import run_schedule_job
+from qr.runtime.local.connections import LocalRegistry, LocalSockets
+from qr.runtime.local.engine import DB_PATH, Engine
+from qr.runtime.local.websocket import LocalSocketApp
+from qr.runtime.local.worker import LocalQueuePort, Worker
+from qr.runtime.manifest import Manifest, Schedule
+from qr.runtime.ports import Platform, set_platform
+from qr.runtime.sockets import CLOSE_GOING_AWAY, MAX_MESSAGE_BYTES, SocketDispatch
+
+CLOCK_SCALE_VARIABLE = "QR_DEV_CLOCK_SCALE"
+"""Makes the schedule clock run N times faster (for tests and demos of rate schedules)."""
+
+
+@dataclass
+class DevOptions:
+    root: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    env: dict[str, str] = field(default_factory=dict)
+    reload: bool = True
+
+
+class DevServer:
+    """Everything ``qr dev`` runs in one process."""
+
+    def __init__(self, options: DevOptions, out: Output) -> None:
+        self.options = options
+        self.root = options.root.resolve()
+        self.out = out
+        self.log = DevLog(out)
+        self.env = DevEnvironment(self.root, options.env)
+        self.env.apply()
+        _configure_logging(self.log)
+        self.live = LiveProject(self.root, lambda m: create_app(m, dev=True), self.log)
+        manifest = self.live.manifest
+        self.engine = Engine(self.root / DB_PATH)
+        self.registry = LocalRegistry()
+        self.sockets = LocalSockets()
+        self.platform = Platform(
+            "local",
+            LocalQueuePort(self.engine),
+            self.sockets,
+            self.registry,
+            base_url=f"http://localhost:{options.port}",
+            dev=True,
+        )
+        self._set_queue_names(manifest)
+        self.dispatch = SocketDispatch(manifest, observer=self.log.socket_event)
+        self.worker = Worker(self.engine, manifest.queues)
+        scale = float(os.environ.get(CLOCK_SCALE_VARIABLE) or 1)
+        self.scheduler = Scheduler(
+            manifest,
+            _run_schedule,
+            report=self.log.schedule_run,
+            clock=SchedulerClock(scale),
+        )
+        self.live.listeners.append(self._reloaded)
+        self.app = DevApp(
+            self.live,
+            LocalSocketApp(self.dispatch, self.sockets),
+            self.scheduler,
+            startup=self.start,
+            shutdown=self.stop,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_watching = asyncio.Event()
+
+    def _set_queue_names(self, manifest: Manifest) -> None:
+        if hasattr(self.platform, "queue_names"):
+            self.platform.queue_names = frozenset(q.name for q in manifest.queues)
+
+    def _reloaded(self, manifest: Manifest) -> None:
+        self.dispatch.manifest = manifest
+        self.scheduler.update(manifest)
+        self._set_queue_names(manifest)
+        if {q.name: q for q in manifest.queues} != self.worker.queues:
+            # Queue definitions changed: a new worker takes over; the old one gives its
+            # in-flight jobs back to the engine (none is lost; they run again at once).
+            old, self.worker = self.worker, Worker(self.engine, manifest.queues)
+            self.worker.start()
+            self._tasks.append(asyncio.get_running_loop().create_task(old.stop()))
+
+    async def start(self) -> None:
+        set_platform(self.platform)
+        self.worker.start()
+        self._tasks.append(asyncio.create_task(self.scheduler.run(), name="qr-scheduler"))
+        if self.options.reload:
+            self._tasks.append(asyncio.create_task(watch(self.live, self.env, self._stop_watching)))
+
+    async def stop(self) -> None:
+        self._stop_watching.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.scheduler.stop()
+        await self.worker.stop()
+        self.engine.close()
+        remove_state(self.root)
+        set_platform(None)
+
+    def listening(self, host: str, port: int) -> None:
+        """Called once uvicorn is bound: tell the user where, and leave server.json."""
+        self.platform.base_url = f"http://localhost:{port}"
+        write_state(self.root, host, port)
+        print_routes(self.out, self.live.manifest, datetime.now().astimezone())
+        shown = "localhost" if host in ("127.0.0.1", "localhost") else host
+        self.log.info(f"qr dev serving {self.live.manifest.config.name} on:")
+        self.out.line(f"   http://{shown}:{port}")
+        self.out.line(f"   ws://{shown}:{port}")
+        self.out.stream.flush()
+
+    def serve(self) -> None:
+        config = uvicorn.Config(
+            self.app,
+            host=self.options.host,
+            port=self.options.port,
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            ws_max_size=MAX_MESSAGE_BYTES,
+            timeout_graceful_shutdown=5,
+        )
+        _UvicornServer(config, self).run()
+
+
+class _UvicornServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, dev: DevServer) -> None:
+        super().__init__(config)
+        self.dev = dev
+
+    async def startup(self, sockets: list[socket_module.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not self.servers:
+            return
+        bound = self.servers[0].sockets[0].getsockname()
+        self.dev.listening(self.config.host, int(bound[1]))
+
+    async def shutdown(self, sockets: list[socket_module.socket] | None = None) -> None:
+        closed = self.dev.sockets.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        for _ in range(50):  # wait (at most 1 s) for the close frames to go out
+            if not self.dev.sockets.open_connections():
+                break
+            await asyncio.sleep(0.02)
+        if closed:
+            self.dev.log.info(f"closed {closed} WebSocket connection(s)")
+        await super().shutdown(sockets)
+
+
+async def _run_schedule(schedule: Schedule, job_id: str, scheduled_at: datetime) -> object:
+    return await run_schedule_job(schedule, job_id, scheduled_at)
+
+
+def _configure_logging(log: DevLog) -> None:
+    handler = log.handler()
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for noisy in ("uvicorn", "uvicorn.error", "watchfiles", "watchfiles.main"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(options: DevOptions, out: Output | None = None) -> None:
+    """``qr dev``: serve the project until Ctrl+C."""
+    server = DevServer(options, out or Output())
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve()
