@@ -121,13 +121,17 @@ def test_messages_are_parsed_and_answered(client: TestClient) -> None:
 
 def test_binary_messages_stay_bytes(make_project: MakeProject) -> None:
     root = make_project(
-        {"socket/index.py": "def handler(data):\n    return data[::-1] if isinstance(data, bytes) else 'text'\n"}
+        {
+            "socket/index.py": "def handler(data):\n    return data[::-1] if isinstance(data, bytes) else 'text'\n"
+        }
     )
     sockets = LocalSockets()
     previous = ports.set_platform(Platform("local", _Queues(), sockets, LocalRegistry()))
     try:
         with (
-            TestClient(LocalSocketApp(SocketDispatch(scan(root)), sockets)).websocket_connect("/") as ws,
+            TestClient(LocalSocketApp(SocketDispatch(scan(root)), sockets)).websocket_connect(
+                "/"
+            ) as ws,
         ):
             ws.send_bytes(b"\x00\x01\xff")
             assert ws.receive_bytes() == b"\xff\x01\x00"
@@ -219,7 +223,9 @@ def test_socket_close_from_a_handler(make_project: MakeProject) -> None:
     previous = ports.set_platform(Platform("local", _Queues(), sockets, LocalRegistry()))
     try:
         with (
-            TestClient(LocalSocketApp(SocketDispatch(scan(root)), sockets)).websocket_connect("/") as ws,
+            TestClient(LocalSocketApp(SocketDispatch(scan(root)), sockets)).websocket_connect(
+                "/"
+            ) as ws,
         ):
             ws.send_text("x")
             assert ws.receive_text() == "bye"

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from qr.runtime.manifest import Manifest as Manifest
     from qr.runtime.manifest import scan as scan
     from qr.runtime.queues import queues as queues
-    from qr.runtime.urls import url as url
     from qr.runtime.sockets import socket as socket
+    from qr.runtime.urls import url as url
 
 
 def __getattr__(name: str) -> Any:

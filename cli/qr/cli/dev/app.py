@@ -51,6 +51,12 @@ class DevApp:
             error = self.live.error_response(scope)
             if error is not None:
                 await error(scope, receive, send)
+                self.live.log.line(
+                    "HTTP",
+                    "cyan",
+                    f"{scope['method']} {scope['path']} 500 project error",
+                    failed=True,
+                )
             else:
                 await self.live.app(scope, receive, send)
         elif kind == "websocket":

@@ -116,12 +116,8 @@ class Scheduler:
     async def run(self) -> None:
         """Fire schedules on time until cancelled."""
         while True:
-            now = self.clock.now()
-            for name, at in list(self.next.items()):
-                if at is not None and at <= now:
-                    schedule = self.schedules[name]
-                    self.next[name] = schedule.expression.next_run(now, started=self.started)
-                    self._start(schedule, at)
+            for schedule, at in self.due(self.clock.now()):
+                self._start(schedule, at)
             upcoming = [at for at in self.next.values() if at is not None]
             wait = self.tick
             if upcoming:
@@ -130,6 +126,16 @@ class Scheduler:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    def due(self, now: datetime) -> list[tuple[Schedule, datetime]]:
+        """The runs due at ``now`` (each schedule moves on to its following run)."""
+        runs: list[tuple[Schedule, datetime]] = []
+        for name, at in list(self.next.items()):
+            if at is not None and at <= now:
+                schedule = self.schedules[name]
+                self.next[name] = schedule.expression.next_run(now, started=self.started)
+                runs.append((schedule, at))
+        return runs
 
     async def fire(self, name: str) -> RunResult:
         """Run ``name`` now (it keeps its regular next run)."""

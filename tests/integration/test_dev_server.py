@@ -1,0 +1,215 @@
+"""``qr dev`` as a newcomer uses it: a scaffolded project served by a real ``qr dev`` process.
+
+One server (module scope) on a free port; the tests run in file order and the last one stops it
+with Ctrl+C. Every wait is bounded (``_until``). The schedule clock runs 60x faster
+(``QR_DEV_CLOCK_SCALE``), so ``rate(1 minute)`` fires about every second through the real loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+WAIT = 20.0
+
+NOTIFY = '''
+"""Tell the user over WebSocket that their job ran."""
+from qr.runtime import socket
+
+
+def handler(payload, job):
+    socket.to(payload["user"]).send({"job": payload["n"], "job_id": job.job_id})
+'''
+MIDDLEWARE = """
+from qr.runtime import socket
+
+
+def authenticate(data):
+    if isinstance(data, dict) and "user" in data:
+        socket.send({"ready": data["user"]})
+        return {"id": data["user"]}
+    return None
+"""
+TICK = """
+schedule = "rate(1 minute)"
+
+
+def handler(job):
+    print(f"tick {job.schedule_name} at {job.scheduled_at:%H:%M}")
+"""
+PUSH = """
+from qr.runtime import queues
+
+
+def post(body):
+    return {"job_id": queues["notify"].push(body)}
+"""
+
+
+@dataclass
+class DevProcess:
+    root: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/"
+
+    def qr(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "qr.cli", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def _until(check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
+    base = tmp_path_factory.mktemp("dev")
+    subprocess.run(
+        [sys.executable, "-m", "qr.cli", "init", str(base / "app"), "--yes"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    root = base / "app"
+    (root / "queues" / "notify.py").write_text(NOTIFY, encoding="utf-8")
+    (root / "socket" / "_middleware.py").write_text(MIDDLEWARE, encoding="utf-8")
+    (root / "schedules" / "tick.py").write_text(TICK, encoding="utf-8")
+    (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
+    (root / ".env").write_text("GREETING=Hi\nFROM_DOTENV=file\n", encoding="utf-8")
+    log = base / "dev.log"
+    env = {**os.environ, "QR_DEV_CLOCK_SCALE": "60", "NO_COLOR": "1", "FROM_SHELL": "shell"}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qr.cli", "dev", "--port", "0", "--env", "GREETING=Howdy"],
+            cwd=root,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    state = root / ".qr" / "dev" / "server.json"
+
+    def started() -> str | None:
+        if process.poll() is not None:
+            raise AssertionError(f"qr dev exited:\n{log.read_text()}")
+        return json.loads(state.read_text())["url"] if state.exists() else None
+
+    server = DevProcess(root, process, log, _until(started, "qr dev to listen"))
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _ws(dev: DevProcess, user: str) -> Iterator[ClientConnection]:
+    with connect(dev.ws_url(), open_timeout=WAIT) as ws:
+        ws.send(json.dumps({"user": user}))
+        assert json.loads(ws.recv(timeout=WAIT)) == {"ready": user}
+        yield ws
+
+
+def test_serves_http_with_env_precedence(dev: DevProcess) -> None:
+    response = httpx.get(dev.url + "/", timeout=WAIT)
+    assert response.status_code == 200
+    assert response.json() == {"message": "Howdy from qr"}  # --env beats .env
+    output = dev.output()
+    assert "/items/[id]" in output  # the handler table
+    assert f"ws://localhost:{dev.url.rsplit(':', 1)[1]}" in output
+
+
+def test_job_pushed_over_http_reaches_the_websocket(dev: DevProcess) -> None:
+    with _ws(dev, "u1") as ws:
+        response = httpx.post(dev.url + "/push", json={"user": "u1", "n": 7}, timeout=WAIT)
+        job_id = response.json()["job_id"]
+        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 7, "job_id": job_id}
+    _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
+
+
+def test_schedule_fires_on_its_rate_and_on_demand(dev: DevProcess) -> None:
+    _until(lambda: "SCHED tick job" in dev.output(), "rate(1 minute) to fire")
+    assert "; next run " in dev.output()
+    result = dev.qr("dev", "schedule", "tick")
+    assert result.returncode == 0, result.stderr
+    assert "tick ran as job" in result.stdout
+    missing = dev.qr("dev", "schedule", "nope")
+    assert missing.returncode == 1
+    assert "no schedule named 'nope'" in missing.stderr
+
+
+def test_edit_a_handler_and_see_the_change(dev: DevProcess) -> None:
+    index = dev.root / "api" / "index.py"
+    index.write_text('def get():\n    return {"message": "edited"}\n', encoding="utf-8")
+    _until(
+        lambda: httpx.get(dev.url + "/", timeout=WAIT).json() == {"message": "edited"},
+        "the edited handler",
+    )
+    assert "reloaded" in dev.output()
+
+
+def test_broken_file_shows_the_error_and_fixing_recovers(dev: DevProcess) -> None:
+    index = dev.root / "api" / "index.py"
+    good = index.read_text(encoding="utf-8")
+    index.write_text('def get():\n    return {"message": (\n', encoding="utf-8")
+
+    def broken() -> httpx.Response | None:
+        response = httpx.get(dev.url + "/", timeout=WAIT)
+        return response if response.status_code == 500 else None
+
+    body = _until(broken, "the error response").json()
+    assert body["problems"][0]["file"] == "api/index.py"
+    assert body["problems"][0]["line"] == 2
+    assert "api/index.py:2" in body["error"]
+    # the other routes keep serving the last good code
+    assert httpx.get(dev.url + "/items/5", timeout=WAIT).json() == {"id": "5", "name": "Item 5"}
+    _until(lambda: "syntax error" in dev.output(), "the console error")
+    index.write_text(good, encoding="utf-8")
+    _until(lambda: httpx.get(dev.url + "/", timeout=WAIT).status_code == 200, "recovery")
+
+
+def test_ctrl_c_closes_sockets_with_1001_and_stops(dev: DevProcess) -> None:
+    with _ws(dev, "u2") as ws, pytest.raises(ConnectionClosed) as info:
+        dev.process.send_signal(signal.SIGINT)
+        ws.recv(timeout=WAIT)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1001
+    assert dev.process.wait(timeout=WAIT) == 0
+    assert not (dev.root / ".qr" / "dev" / "server.json").exists()
