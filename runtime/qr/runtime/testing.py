@@ -18,26 +18,41 @@ listens on a port. Unlike Starlette's client it does not follow redirects unless
 ``env`` entries are set in ``os.environ`` before the project's modules load and restored on
 ``close()``. A platform (the adapters behind ``queues``, ``socket`` and ``url``) is installed only
 when none is set, and the previous one restored on ``close()``; ``platform=`` passes one in,
-``make_platform`` is where the local adapters plug in. ``url()`` builds URLs on ``base_url``.
+``make_platform`` is where the local adapters plug in (a throw-away SQLite queue engine, in-process
+WebSocket connections). ``url()`` builds URLs on ``base_url``.
+
+``client.websocket(path)`` opens a WebSocket connection to the project's ``socket/`` handlers
+(the same dispatch ``qr dev`` and Lambda run); ``client.run_schedule(name)`` runs a schedule's
+handler now and returns its result.
 
 This module runs only on developer machines (it imports httpx); it is never part of a bundle.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
+import uuid
+from datetime import UTC, datetime
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.types import ASGIApp
 
 from qr.runtime import ports, urls
 from qr.runtime.http import QrApp, create_app
 from qr.runtime.http.app import DEFAULT_BODY_LIMIT
+from qr.runtime.jobs import run_schedule_job
+from qr.runtime.local.connections import LocalRegistry, LocalSockets
+from qr.runtime.local.engine import Engine
+from qr.runtime.local.websocket import LocalSocketApp
+from qr.runtime.local.worker import LocalQueuePort
 from qr.runtime.manifest import Manifest, scan
+from qr.runtime.sockets import SocketDispatch
 
 __all__ = ["Client"]
 
@@ -90,12 +105,48 @@ class Client(TestClient):
         )
 
     def make_platform(self, base_url: str) -> ports.Platform | None:
-        """The platform to install when none is set (the local adapters plug in here)."""
-        return None
+        """The local platform: a throw-away SQLite queue engine, in-process WebSocket connections."""
+        self._scratch = tempfile.TemporaryDirectory(prefix="qr-test-")
+        self.engine = Engine(Path(self._scratch.name) / "queues.db")
+        self.sockets = LocalSockets()
+        return ports.Platform(
+            "local",
+            LocalQueuePort(self.engine),
+            self.sockets,
+            LocalRegistry(),
+            base_url=base_url,
+            dev=True,
+            queue_names=frozenset(q.name for q in self.manifest.queues),
+        )
 
     def make_websocket_app(self) -> ASGIApp | None:
-        """The ASGI app for ``websocket`` scopes (the socket dispatcher plugs in here)."""
-        return None
+        """The local WebSocket endpoint over the installed platform's connections."""
+        platform = ports.get_platform("Client.websocket()")
+        sockets = platform.sockets
+        if not isinstance(sockets, LocalSockets):  # a platform passed in: serve through ours
+            sockets = LocalSockets()
+        self.socket_dispatch = SocketDispatch(self.manifest)
+        return LocalSocketApp(self.socket_dispatch, sockets)
+
+    def websocket(self, path: str = "/", **kwargs: Any) -> WebSocketTestSession:  # type: ignore[override]
+        """Open a WebSocket connection (use it as a context manager): ``send_json``,
+        ``receive_json``, ``send_text``, ``receive_text``, ``send_bytes``, ``close``... Refused
+        connections raise ``starlette.testclient.WebSocketDenialResponse`` (its status code is
+        the ``HTTPError`` that ``on_connect`` raised)."""
+        return self.websocket_connect(path, **kwargs)
+
+    def run_schedule(self, name: str) -> Any:
+        """Run schedule ``name``'s handler now, as its cron would; returns what it returns
+        (exceptions propagate)."""
+        schedule = self.manifest.schedule(name)
+        if schedule is None:
+            known = ", ".join(s.name for s in self.manifest.schedules) or "none"
+            raise KeyError(f"no schedule named {name!r} (schedules: {known})")
+        job_id = uuid.uuid4().hex
+        with self._portal_factory() as portal:
+            return portal.call(
+                functools.partial(run_schedule_job, schedule, job_id, datetime.now(UTC))
+            )
 
     def close(self) -> None:
         super().close()
@@ -116,6 +167,12 @@ class Client(TestClient):
         if self._closed:
             return
         self._closed = True
+        engine: Engine | None = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+        scratch: tempfile.TemporaryDirectory[str] | None = getattr(self, "_scratch", None)
+        if scratch is not None:
+            scratch.cleanup()
         if self._installed_platform:
             ports.set_platform(None)
         for key, value in self._saved_env.items():
