@@ -34,8 +34,8 @@ import functools
 import os
 import tempfile
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
