@@ -260,6 +260,8 @@ class QrApp:
                 response = _too_large(exc.limit)
             except Exception as exc:
                 response = await self.failed(endpoint, exc, request, request_id)
+            finally:
+                await request.close()  # uploaded files of a form
             current = context.current()
             user = current.user if current is not None else None
             if hooks.on_response is not None:
