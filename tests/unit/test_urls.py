@@ -53,10 +53,10 @@ def test_platform_base_url_wins() -> None:
 
     platform = ports.Platform(
         "local",
-        Nothing(),
-        Nothing(),
-        Nothing(),
-        base_url="http://localhost:9000/",  # type: ignore[arg-type]
+        Nothing(),  # type: ignore[arg-type]
+        Nothing(),  # type: ignore[arg-type]
+        Nothing(),  # type: ignore[arg-type]
+        base_url="http://localhost:9000/",
     )
     previous = ports.set_platform(platform)
     try:
