@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qr.runtime.local.engine import EXPIRED_ERROR, Engine, LeaseError, backoff_delay
+from qr.runtime.jobs import backoff_delay
+from qr.runtime.local.engine import EXPIRED_ERROR, Engine, LeaseError
 from qr.runtime.manifest import Backoff
 from qr.runtime.ports import OutgoingJob
 from qr.runtime.queues import JSON, TEXT

@@ -27,6 +27,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import random
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ from typing import Any
 
 from qr.runtime.context import Invocation, invocation
 from qr.runtime.http.injection import arguments, parameters
-from qr.runtime.manifest import Queue, Schedule
+from qr.runtime.manifest import Backoff, Queue, Schedule
 from qr.runtime.queues import MAX_VISIBILITY_SECONDS, decode_payload
 
 log = logging.getLogger("qr.queues")
@@ -267,3 +268,21 @@ def _handler(module_name: str, file: str) -> Callable[..., Any]:
         raise RuntimeError(f"{file}: handler is not loaded (module {module_name!r})")
     function: Callable[..., Any] = handler
     return function
+
+
+def backoff_delay(
+    backoff: Backoff, attempt: int, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds before attempt ``attempt + 1``: fixed or exponential, capped, with jitter.
+
+    Exponential: ``initial * 2**(attempt-1)`` capped at ``max``. Jitter draws uniformly from the
+    upper half (``[d/2, d]``) so retries spread out but never come much earlier than planned.
+    """
+    if backoff.strategy == "fixed":
+        delay = backoff.initial
+    else:
+        delay = backoff.initial * 2 ** min(max(attempt - 1, 0), 32)
+    delay = min(delay, backoff.max, MAX_VISIBILITY_SECONDS)
+    if backoff.jitter:
+        delay *= 0.5 + 0.5 * rand()
+    return delay

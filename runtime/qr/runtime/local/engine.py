@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from qr.runtime.jobs import backoff_delay
 from qr.runtime.manifest import Backoff
 from qr.runtime.ports import OutgoingJob
 from qr.runtime.queues import DEDUPE_WINDOW_SECONDS, MAX_VISIBILITY_SECONDS
@@ -589,24 +590,6 @@ class Engine:
         if now - self._sweeps.dedupe_ms > _SWEEP_EVERY_MS:
             self._sweeps.dedupe_ms = now
             db.execute("DELETE FROM dedupe WHERE expires_ms<=?", (now,))
-
-
-def backoff_delay(
-    backoff: Backoff, attempt: int, rand: Callable[[], float] = random.random
-) -> float:
-    """Seconds before attempt ``attempt + 1``: fixed or exponential, capped, with jitter.
-
-    Exponential: ``initial * 2**(attempt-1)`` capped at ``max``. Jitter draws uniformly from the
-    upper half (``[d/2, d]``) so retries spread out but never come much earlier than planned.
-    """
-    if backoff.strategy == "fixed":
-        delay = backoff.initial
-    else:
-        delay = backoff.initial * 2 ** min(max(attempt - 1, 0), 32)
-    delay = min(delay, backoff.max, MAX_VISIBILITY_SECONDS)
-    if backoff.jitter:
-        delay *= 0.5 + 0.5 * rand()
-    return delay
 
 
 def _marks(values: Sequence[object]) -> str:

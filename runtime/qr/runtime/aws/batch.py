@@ -1,0 +1,187 @@
+"""SQS batches from the Lambda event source mapping: run the jobs, report the failures.
+
+The mapping is created with ``ReportBatchItemFailures``, so the function answers
+``{"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}``: Lambda deletes every other
+message of the batch and leaves the failed ones to come back. ``run_batch``:
+
+1. maps each record to its queue (the ``eventSourceARN``'s queue name minus the stage prefix)
+   and to a platform-neutral ``JobMessage`` (attributes per the shared encoding contract:
+   ``content_type``, ``user_id``, ``param_<name>``); a record of no known queue is a failure;
+2. gives each job the deadline ``min(now + config["timeout"], the function's remaining time
+   less a margin)``, and ``job.extend(seconds)`` becomes ChangeMessageVisibility on its receipt;
+3. standard queues: runs the jobs concurrently (at most ``config["concurrency"]`` at once);
+   FIFO queues: one at a time in batch order, and after the first failure the rest of the batch
+   is reported failed without running, so nothing overtakes the failed job;
+4. backs a failed job off: ChangeMessageVisibility to the queue's backoff delay for its
+   ``ApproximateReceiveCount`` (Lambda itself would leave it invisible for the whole visibility
+   timeout), and makes unrun FIFO records visible again at once. After ``max_attempts``
+   receives SQS moves the message to the dead-letter queue (Terraform sets ``maxReceiveCount``).
+
+A failure to change visibility is logged and never turns a success into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qr.runtime.aws.sqs import SqsQueues, attributes_of
+from qr.runtime.jobs import JobMessage, backoff_delay, run_queue_job
+from qr.runtime.manifest import Manifest, Queue
+
+log = logging.getLogger("qr.queues")
+
+DEADLINE_MARGIN = 1.0
+"""Seconds kept back from the function's remaining time to report the batch."""
+
+
+@dataclass(frozen=True)
+class _Item:
+    record: Mapping[str, Any]
+    queue: Queue | None
+    message: JobMessage | None
+
+
+def is_sqs_event(event: Mapping[str, Any]) -> bool:
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
+
+
+async def run_batch(
+    records: Sequence[Mapping[str, Any]],
+    manifest: Manifest,
+    queues: SqsQueues,
+    remaining: Callable[[], float | None],
+) -> dict[str, list[dict[str, str]]]:
+    """Run every record's job; returns the ``batchItemFailures`` response."""
+    items = [_item(record, manifest, queues) for record in records]
+    failed: list[str] = []
+    by_queue: dict[str, list[_Item]] = {}
+    for item in items:
+        if item.queue is None or item.message is None:
+            failed.append(str(item.record.get("messageId", "")))
+            continue
+        by_queue.setdefault(item.queue.name, []).append(item)
+    runs = [
+        _run_fifo(group, queues, remaining) if group[0].queue and group[0].queue.fifo
+        else _run_standard(group, queues, remaining)
+        for group in by_queue.values()
+    ]  # fmt: skip
+    for result in await asyncio.gather(*runs):
+        failed += result
+    order = {str(r.get("messageId", "")): i for i, r in enumerate(records)}
+    failed.sort(key=lambda message_id: order.get(message_id, 0))
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+async def _run_standard(
+    items: list[_Item], queues: SqsQueues, remaining: Callable[[], float | None]
+) -> list[str]:
+    queue = items[0].queue
+    assert queue is not None
+    limit = asyncio.Semaphore(max(1, queue.config.concurrency))
+
+    async def one(item: _Item) -> str | None:
+        async with limit:
+            return None if await _run_one(item, queues, remaining) else _id(item)
+
+    results = await asyncio.gather(*(one(item) for item in items))
+    return [r for r in results if r is not None]
+
+
+async def _run_fifo(
+    items: list[_Item], queues: SqsQueues, remaining: Callable[[], float | None]
+) -> list[str]:
+    for position, item in enumerate(items):
+        if not await _run_one(item, queues, remaining):
+            rest = items[position + 1 :]
+            for later in rest:
+                _visibility(queues, later, 0)
+            return [_id(item)] + [_id(later) for later in rest]
+    return []
+
+
+async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float | None]) -> bool:
+    queue, message = item.queue, item.message
+    assert queue is not None and message is not None
+    now = time.monotonic()
+    deadline = now + queue.config.timeout
+    left = remaining()
+    if left is not None:
+        deadline = min(deadline, now + max(0.0, left - DEADLINE_MARGIN))
+    receipt = str(item.record.get("receiptHandle", ""))
+
+    def extend(seconds: float) -> None:
+        queues.change_visibility(queue.name, receipt, seconds)
+
+    try:
+        await run_queue_job(queue, message, extend=extend, deadline=deadline)
+    except Exception as exc:
+        delay = backoff_delay(queue.config.backoff, message.received_count)
+        log.error(
+            "job %s on %s failed (attempt %d of %d): %s: %s; retrying in %.0fs",
+            message.job_id,
+            queue.name,
+            message.received_count,
+            queue.config.max_attempts,
+            type(exc).__name__,
+            exc,
+            delay,
+            exc_info=exc,
+            extra={"request_id": message.job_id},
+        )
+        _visibility(queues, item, delay)
+        return False
+    return True
+
+
+def _visibility(queues: SqsQueues, item: _Item, seconds: float) -> None:
+    assert item.queue is not None
+    try:
+        queues.change_visibility(item.queue.name, str(item.record["receiptHandle"]), seconds)
+    except Exception:
+        log.warning("could not change the visibility of %s", _id(item), exc_info=True)
+
+
+def _id(item: _Item) -> str:
+    return str(item.record.get("messageId", ""))
+
+
+def _item(record: Mapping[str, Any], manifest: Manifest, queues: SqsQueues) -> _Item:
+    name = queues.name_of(str(record.get("eventSourceARN", "")))
+    queue = manifest.queue(name) if name else None
+    if queue is None:
+        log.error(
+            "SQS message %s from %s: no queue of this project has that name",
+            record.get("messageId"),
+            record.get("eventSourceARN"),
+        )
+        return _Item(record, None, None)
+    return _Item(record, queue, message_of(record, queue.name))
+
+
+def message_of(record: Mapping[str, Any], queue_name: str) -> JobMessage:
+    system = record.get("attributes") or {}
+    attributes = attributes_of(dict(record))
+    sequence = system.get("SequenceNumber")
+    params = {k.removeprefix("param_"): v for k, v in attributes.items() if k.startswith("param_")}
+    return JobMessage(
+        job_id=str(record["messageId"]),
+        queue_name=queue_name,
+        body=str(record.get("body", "")),
+        content_type=attributes.get("content_type"),
+        group_id=system.get("MessageGroupId"),
+        sequence_number=int(sequence) if sequence else None,
+        received_count=int(system.get("ApproximateReceiveCount", "1")),
+        queued_at=int(system.get("SentTimestamp", "0")) / 1000,
+        user_id=attributes.get("user_id"),
+        params=params,
+    )

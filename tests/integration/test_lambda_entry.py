@@ -1,0 +1,477 @@
+"""AWS-shaped events through the *built* bundle, as Lambda runs it.
+
+A project is built into a zip with ``build_bundle``; the zip is extracted and its entry point,
+``qr.runtime.aws.entry.handler``, runs in a fresh interpreter (``python -I -S``) whose sys.path is
+the bundle plus boto3 (which every Lambda Python runtime provides). AWS is a moto server: queue
+pushes land in SQS, socket replies in the management API, connections in DynamoDB, settings come
+from SSM. Event fixtures: tests/fixtures/events/.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.backends import get_backend
+from moto.server import ThreadedMotoServer
+
+from qr.cli.bundle import build_bundle
+from qr.runtime.manifest import scan
+
+pytestmark = pytest.mark.integration
+
+EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PROVIDED_BY_LAMBDA = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six")
+
+PROJECT = {
+    "qr.yaml": "name: demo\nruntime: python{}.{}\narchitecture: x86_64\n".format(
+        *sys.version_info[:2]
+    ),
+    "lib/__init__.py": "",
+    "lib/record.py": """
+        import os
+
+        def record(line):
+            with open(os.environ["QR_TEST_LOG"], "a") as f:
+                f.write(line + "\\n")
+    """,
+    "api/items/[id].py": """
+        def get(id, query, cookies, headers, request_id):
+            return {
+                "id": id,
+                "tags": query.getlist("tag"),
+                "q": query.get("q"),
+                "session": cookies.get("session"),
+                "theme": cookies.get("theme"),
+                "custom": headers.get("x-custom"),
+                "request_id": request_id,
+            }
+    """,
+    "api/items/index.py": """
+        from qr.runtime import Response, queues
+
+        def post(body):
+            job_id = queues["emails"].push({"to": "a@example.com", "item": body["name"]})
+            response = Response.json({"created": body["name"], "job_id": job_id}, status=201)
+            response.set_cookie("first", "1")
+            response.set_cookie("second", "2")
+            return response
+    """,
+    "api/forms.py": """
+        def post(body):
+            out = {"name": body.get("name") or body.get("title"), "tags": body.getlist("tags")}
+            photo = body.get("photo")
+            if photo is not None:
+                out["photo"] = {
+                    "name": photo.name,
+                    "type": photo.content_type,
+                    "size": photo.size,
+                    "head": photo.read()[:4].hex(),
+                }
+            return out
+    """,
+    "api/image.png.py": """
+        from qr.runtime import Response
+
+        def get():
+            return Response(bytes(range(256)), media_type="image/png")
+    """,
+    "api/blobs/[name].py": """
+        def put(name, body):
+            return body[::-1]
+    """,
+    "api/settings.py": """
+        import os
+
+        def get():
+            return {"api_key": os.environ.get("API_KEY"), "stage": os.environ.get("QR_STAGE")}
+    """,
+    "queues/emails.py": """
+        from lib.record import record
+
+        config = {"backoff": {"strategy": "fixed", "initial": 0, "max": 0, "jitter": False}}
+
+        def handler(payload, job):
+            if payload.get("fail"):
+                raise RuntimeError("cannot send")
+            record(f"emails {payload['to']} attempt={job.received_count}")
+    """,
+    "queues/orders.fifo.py": """
+        from lib.record import record
+
+        config = {"backoff": {"strategy": "fixed", "initial": 0, "max": 0, "jitter": False}}
+
+        def handler(payload, group_id):
+            if payload == "bad":
+                raise ValueError("bad order")
+            record(f"orders {group_id} {payload}")
+    """,
+    "socket/_middleware.py": """
+        from qr.runtime import HTTPError
+
+        def on_connect(request, connection_id):
+            if request.query_params.get("token") != "letmein":
+                raise HTTPError(401, "bad token")
+    """,
+    "socket/index.py": """
+        def handler(data, connection_id):
+            return {"echo": data}
+    """,
+    "schedules/cleanup.py": """
+        from lib.record import record
+
+        schedule = "0 3 * * *"
+
+        def handler(job):
+            record(f"schedule {job.schedule_name}")
+    """,
+}
+
+DRIVER = """
+import importlib.util, json, sys
+bundle, provided = sys.argv[1], sys.argv[2]
+sys.path[:0] = [bundle, provided]
+assert importlib.util.find_spec("typer") is None and importlib.util.find_spec("moto") is None
+import starlette
+assert starlette.__file__.startswith(bundle), starlette.__file__
+
+class Context:
+    def __init__(self, number):
+        self.aws_request_id = f"req-{number}"
+        self.function_name = "demo-production"
+
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+from qr.runtime.aws.entry import handler
+
+results = []
+for number, event in enumerate(json.load(sys.stdin)):
+    try:
+        results.append({"ok": handler(event, Context(number))})
+    except Exception as exc:
+        results.append({"raised": f"{type(exc).__name__}: {exc}"})
+print("@@RESULTS@@" + json.dumps(results, default=repr))
+"""
+
+
+@dataclass
+class Lambda:
+    bundle: Path
+    provided: Path
+    env: dict[str, str]
+    moto_url: str
+    log: Path
+
+    def invoke(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run the events through the bundle's handler in one fresh interpreter."""
+        self.log.write_text("")
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", DRIVER, str(self.bundle), str(self.provided)],
+            input=json.dumps(list(events)),
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.bundle,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        marker = result.stdout.rindex("@@RESULTS@@")
+        answers: list[dict[str, Any]] = json.loads(result.stdout[marker + len("@@RESULTS@@") :])
+        return answers
+
+    def records(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+
+def _client(service: str, url: str) -> Any:
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def function(tmp_path_factory: pytest.TempPathFactory, moto_url: str) -> Lambda:
+    base = tmp_path_factory.mktemp("lambda")
+    root = base / "demo"
+    for name, text in PROJECT.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    built = build_bundle(scan(root), "production", base / "out", cache_dir=base / "cache")
+    bundle = base / "bundle"
+    zipfile.ZipFile(built.path).extractall(bundle)
+    provided = base / "provided"  # what /var/runtime has on Lambda: boto3 and its dependencies
+    provided.mkdir()
+    site = Path(boto3.__file__).parents[1]
+    for name in PROVIDED_BY_LAMBDA:
+        for candidate in (site / name, site / f"{name}.py"):
+            if candidate.exists():
+                (provided / candidate.name).symlink_to(candidate)
+
+    sqs = _client("sqs", moto_url)
+    url = sqs.create_queue(QueueName="demo-production-emails")["QueueUrl"]
+    sqs.create_queue(
+        QueueName="demo-production-orders.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )
+    _client("dynamodb", moto_url).create_table(
+        TableName="demo-production-connections",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    _client("ssm", moto_url).put_parameter(
+        Name="/qr/demo/production/API_KEY", Value="s3cret", Type="SecureString"
+    )
+    log = base / "records.log"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LAMBDA_TASK_ROOT": str(bundle),
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "QR_PROJECT": "demo",
+        "QR_STAGE": "production",
+        "QR_QUEUE_URL_PREFIX": url.removesuffix("emails"),
+        "QR_CONNECTIONS_TABLE": "demo-production-connections",
+        "QR_WS_ENDPOINT": moto_url,
+        "QR_SSM_PATH": "/qr/demo/production/",
+        "QR_BASE_URL": "https://api.example.com",
+        "QR_TEST_LOG": str(log),
+    }
+    return Lambda(bundle, provided, env, moto_url, log)
+
+
+def event(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+def test_http_events(function: Lambda) -> None:
+    get, post, form, multipart, image, blob, settings = function.invoke(
+        event("http_get.json"),
+        event("http_post_json.json"),
+        event("http_post_form.json"),
+        event("http_post_multipart.json"),
+        event("http_get_binary.json"),
+        event("http_put_binary.json"),
+        {**event("http_get_binary.json"), "rawPath": "/settings"},
+    )
+    response = get["ok"]
+    assert response["statusCode"] == 200
+    assert response["isBase64Encoded"] is False
+    assert response["headers"]["content-type"] == "application/json"
+    assert json.loads(response["body"]) == {
+        "id": "42",
+        "tags": ["a", "b"],  # repeated query values kept
+        "q": "hello world",
+        "session": "abc123",  # the cookies array
+        "theme": "dark",
+        "custom": "one,two",
+        "request_id": "req-0",  # the Lambda request id
+    }
+
+    response = post["ok"]
+    assert response["statusCode"] == 201
+    assert sorted(response["cookies"]) == [
+        "first=1; Path=/; SameSite=lax",
+        "second=2; Path=/; SameSite=lax",
+    ]
+    created = json.loads(response["body"])
+    assert created["created"] == "Widget"
+    # the push went to SQS with the shared encoding
+    sqs = _client("sqs", function.moto_url)
+    url = function.env["QR_QUEUE_URL_PREFIX"] + "emails"
+    (message,) = sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=["All"], VisibilityTimeout=0
+    )["Messages"]
+    assert message["MessageId"] == created["job_id"]
+    assert json.loads(message["Body"]) == {"to": "a@example.com", "item": "Widget"}
+    assert message["MessageAttributes"]["content_type"]["StringValue"] == "application/json"
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    assert json.loads(form["ok"]["body"]) == {"name": "Gadget", "tags": ["x", "y"]}
+    assert json.loads(multipart["ok"]["body"]) == {
+        "name": "holiday",
+        "tags": [],
+        "photo": {"name": "p.png", "type": "image/png", "size": 15, "head": "89504e47"},
+    }
+
+    response = image["ok"]
+    assert response["isBase64Encoded"] is True
+    assert response["headers"]["content-type"] == "image/png"
+    assert base64.b64decode(response["body"]) == bytes(range(256))
+
+    response = blob["ok"]
+    assert response["isBase64Encoded"] is True
+    assert base64.b64decode(response["body"]) == bytes(range(256))[::-1]
+
+    assert json.loads(settings["ok"]["body"]) == {"api_key": "s3cret", "stage": "production"}
+
+
+def _sqs_event(function: Lambda, queue: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    template = event("sqs_record.json")
+    records = []
+    for message in messages:
+        records.append(
+            {
+                **template,
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message["Attributes"],
+                "messageAttributes": {
+                    name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
+                    for name, value in message.get("MessageAttributes", {}).items()
+                },
+                "md5OfBody": hashlib.md5(message["Body"].encode()).hexdigest(),
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:demo-production-{queue}",
+            }
+        )
+    return {"Records": records}
+
+
+def _push(function: Lambda, queue: str, body: object, group: str | None = None) -> None:
+    extra: dict[str, Any] = {"MessageGroupId": group} if group else {}
+    _client("sqs", function.moto_url).send_message(
+        QueueUrl=function.env["QR_QUEUE_URL_PREFIX"] + queue,
+        MessageBody=json.dumps(body),
+        MessageAttributes={
+            "content_type": {"DataType": "String", "StringValue": "application/json"}
+        },
+        **extra,
+    )
+
+
+def _receive(function: Lambda, queue: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = (
+        _client("sqs", function.moto_url)
+        .receive_message(
+            QueueUrl=function.env["QR_QUEUE_URL_PREFIX"] + queue,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        )
+        .get("Messages", [])
+    )
+    return messages
+
+
+def _delete_succeeded(
+    function: Lambda, queue: str, messages: list[dict[str, Any]], answer: dict[str, Any]
+) -> None:
+    """What the event source mapping does with the response: delete every message not failed."""
+    failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+    sqs = _client("sqs", function.moto_url)
+    for message in messages:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(
+                QueueUrl=function.env["QR_QUEUE_URL_PREFIX"] + queue,
+                ReceiptHandle=message["ReceiptHandle"],
+            )
+
+
+def test_sqs_standard_batch_reports_the_failed_job(function: Lambda) -> None:
+    for to in ("a@x", "b@x"):
+        _push(function, "emails", {"to": to})
+    _push(function, "emails", {"to": "c@x", "fail": True})
+    messages = _receive(function, "emails")
+    assert len(messages) == 3
+    failing = next(m["MessageId"] for m in messages if "fail" in m["Body"])
+    (answer,) = function.invoke(_sqs_event(function, "emails", messages))
+    assert answer["ok"] == {"batchItemFailures": [{"itemIdentifier": failing}]}
+    assert sorted(function.records()) == ["emails a@x attempt=1", "emails b@x attempt=1"]
+    _delete_succeeded(function, "emails", messages, answer["ok"])
+    # backoff by ChangeMessageVisibility (0 s here): only the failed job is visible again
+    again = _receive(function, "emails")
+    assert [m["MessageId"] for m in again] == [failing]
+    assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_sqs_fifo_batch_stops_at_the_first_failure(function: Lambda) -> None:
+    for payload, group in (("one", "g1"), ("bad", "g1"), ("two", "g1"), ("other", "g2")):
+        _push(function, "orders.fifo", payload, group)
+    messages = _receive(function, "orders.fifo")
+    bodies = [json.loads(m["Body"]) for m in messages]
+    assert bodies == ["one", "bad", "two", "other"]
+    ids = [m["MessageId"] for m in messages]
+    (answer,) = function.invoke(_sqs_event(function, "orders.fifo", messages))
+    # the failed job and everything after it, not run
+    assert answer["ok"] == {"batchItemFailures": [{"itemIdentifier": i} for i in ids[1:]]}
+    assert function.records() == ["orders g1 one"]
+    _delete_succeeded(function, "orders.fifo", messages, answer["ok"])
+    again = _receive(function, "orders.fifo")
+    assert sorted(json.loads(m["Body"]) for m in again) == ["bad", "other", "two"]
+
+
+def test_schedule_and_unknown_events(function: Lambda) -> None:
+    scheduled, missing, unknown = function.invoke(
+        event("schedule.json"),
+        {"qr": "schedule", "name": "nope"},
+        event("unknown.json"),
+    )
+    assert scheduled["ok"]["schedule"] == "cleanup"
+    assert function.records() == ["schedule cleanup"]
+    assert missing["ok"] == {"error": "no schedule named 'nope'"}
+    assert unknown["ok"] == {"error": "unrecognised event"}
+
+
+def test_websocket_events(function: Lambda) -> None:
+    refused = event("ws_connect.json")
+    refused["queryStringParameters"] = {"token": "wrong"}
+    refused["multiValueQueryStringParameters"] = {"token": ["wrong"]}
+    refused["requestContext"] = {**refused["requestContext"], "connectionId": "refused="}
+    connect, refuse, message, disconnect = function.invoke(
+        event("ws_connect.json"),
+        refused,
+        event("ws_message.json"),
+        event("ws_disconnect.json"),
+    )
+    assert connect["ok"] == {"statusCode": 200}
+    assert refuse["ok"]["statusCode"] == 401
+    assert json.loads(refuse["ok"]["body"]) == {"error": "bad token"}
+    assert message["ok"] == {"statusCode": 200}
+    assert disconnect["ok"] == {"statusCode": 200}
+    # the handler's return value went back through the management API
+    connections = get_backend("apigatewaymanagementapi")[ACCOUNT][REGION].connections
+    sent = next(c.data for key, c in connections.items() if key.startswith("LmXzXfQ2IAMCJ8g"))
+    assert json.loads(sent) == {"echo": {"text": "hello"}}
+    # connected, then forgotten on $disconnect
+    items = _client("dynamodb", function.moto_url).scan(TableName="demo-production-connections")
+    assert items["Items"] == []
