@@ -412,3 +412,66 @@ def test_log_lines_inside_a_handler_carry_the_request_id(open_client: OpenClient
     finally:
         logger.removeHandler(handler)
     assert seen == [f"{request_id} inside"]
+
+
+def test_url_self_in_a_route_file(open_client: OpenClient) -> None:
+    client = open_client(
+        {
+            "api/bookmarks/[id].py": """
+                from qr.runtime import url
+                url_for_bookmark = url.self()
+                def get(id): return {"self": url_for_bookmark(id=id, page=2), "other": url("/files/[...p]", p=["a", "b"])}
+            """
+        }
+    )
+    assert client.get("/bookmarks/5").json() == {
+        "self": "http://testserver/bookmarks/5?page=2",
+        "other": "http://testserver/files/a/b",
+    }
+    assert client.url("/bookmarks/[id]", id=1) == "http://testserver/bookmarks/1"
+
+
+def test_client_sets_env_and_restores_it(make_project: MakeProject) -> None:
+    import os
+
+    root = make_project(
+        {
+            "qr.yaml": "name: app\n",
+            "api/index.py": "import os\nAT_LOAD = os.environ.get('QR_TEST_VAR')\ndef get(): return {'load': AT_LOAD, 'now': os.environ.get('QR_TEST_VAR')}",
+        }
+    )
+    assert "QR_TEST_VAR" not in os.environ
+    with Client(root, env={"QR_TEST_VAR": "on"}) as client:
+        assert client.get("/").json() == {"load": "on", "now": "on"}
+    assert "QR_TEST_VAR" not in os.environ
+
+
+def test_client_installs_a_platform_only_when_none_is_set(make_project: MakeProject) -> None:
+    from qr.runtime import ports
+
+    class Nothing:
+        pass
+
+    def platform(name: str) -> ports.Platform:
+        return ports.Platform(name, Nothing(), Nothing(), Nothing())  # type: ignore[arg-type]
+
+    root = make_project({"qr.yaml": "name: app\n", "api/index.py": "def get(): return 'x'"})
+    with Client(root, platform=platform("mine")):
+        assert ports.get_platform().name == "mine"
+    assert ports.set_platform(None) is None
+    outer = platform("outer")
+    ports.set_platform(outer)
+    try:
+        with Client(root, platform=platform("mine")):
+            assert ports.get_platform() is outer
+        assert ports.get_platform() is outer
+    finally:
+        ports.set_platform(None)
+
+
+def test_broken_project_raises_project_error(make_project: MakeProject) -> None:
+    from qr.runtime.errors import ProjectError
+
+    root = make_project({"qr.yaml": "name: app\n", "api/index.py": "def get(nonsense): return 'x'"})
+    with pytest.raises(ProjectError, match="nonsense"):
+        Client(root)

@@ -8,8 +8,7 @@ requests and jobs (async tasks, worker threads via ``contextvars.copy_context``)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,13 +42,23 @@ def current() -> Invocation | None:
     return _current.get()
 
 
-@contextmanager
-def invocation(value: Invocation) -> Iterator[Invocation]:
-    token = _current.set(value)
-    try:
-        yield value
-    finally:
-        _current.reset(token)
+class invocation:
+    """Make ``value`` the current invocation inside a ``with`` block.
+
+    A class rather than a ``@contextmanager`` generator: it runs once per request and job.
+    """
+
+    __slots__ = ("_token", "value")
+
+    def __init__(self, value: Invocation) -> None:
+        self.value = value
+
+    def __enter__(self) -> Invocation:
+        self._token = _current.set(self.value)
+        return self.value
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
 
 
 def update_user(user: Mapping[str, Any] | None) -> None:

@@ -21,7 +21,7 @@ One HTTP request goes through these stages:
 6. one access line on the ``qr.http`` logger: method, path, status, duration, request id.
 
 The request id is ``scope["state"]["request_id"]`` when the platform put one there (the Lambda
-adapter puts the Lambda request id), else a fresh uuid4 hex. A platform deadline
+adapter puts the Lambda request id), else 32 random hex digits (a uuid4's worth). A platform deadline
 (``scope["state"]["deadline"]``, ``time.monotonic()`` based, e.g. from Lambda's remaining time)
 shortens the route's timeout when it is sooner.
 
@@ -31,10 +31,11 @@ to ``create_app`` (the socket dispatcher), or are refused with close code 1000 w
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +48,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qr.runtime import context
 from qr.runtime.errors import HTTPError
 from qr.runtime.http import cors, middleware
-from qr.runtime.http.injection import call_with, parameters
+from qr.runtime.http.injection import call_with, in_thread, parameters
 from qr.runtime.http.middleware import BadUser, Hooks
 from qr.runtime.http.requests import (
+    BODYLESS_METHODS,
     BodyTooLarge,
     LimitedReceive,
     accepted,
@@ -58,6 +60,7 @@ from qr.runtime.http.requests import (
 )
 from qr.runtime.http.responses import error_response, json_response, render
 from qr.runtime.http.routing import BadPath, Router, split_path
+from qr.runtime.http.timeouts import Deadlines
 from qr.runtime.manifest import Cors, Manifest, Route, RouteConfig
 
 DEFAULT_BODY_LIMIT = 6 * 1024 * 1024
@@ -118,6 +121,7 @@ class QrApp:
             Endpoint.build(route, sys.modules[route.module]) for route in manifest.routes
         )
         self.router: Router[Endpoint] = Router((e.route, e) for e in self.endpoints)
+        self.deadlines = Deadlines()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -134,7 +138,7 @@ class QrApp:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         state = scope.get("state") or {}
-        request_id = str(state.get("request_id") or uuid.uuid4().hex)
+        request_id = str(state.get("request_id") or os.urandom(16).hex())
         status = 500
         try:
             response = await self.respond(scope, receive, request_id, state.get("deadline"))
@@ -170,7 +174,7 @@ class QrApp:
         match = self.router.match(segments)
         limited = LimitedReceive(receive, self.body_limit)
         request = Request(scope, limited)
-        origin = request.headers.get("origin")
+        origin = _origin(scope)
         if match is None:
             return _with(
                 json_response({"error": "Not Found"}, 404), cors.headers_for(_DEFAULT_CORS, origin)
@@ -235,43 +239,79 @@ class QrApp:
         with context.invocation(invocation):
             try:
                 self.check_body(endpoint, request)
-                with anyio.move_on_after(timeout) as scope:
-                    response = await self.call(
-                        endpoint, function, request, limited, params, request_id, deadline
-                    )
-                if scope.cancelled_caught:
-                    error_log.error(
-                        "%s %s took longer than its timeout of %gs (%s)",
-                        request.method,
-                        request.url.path,
-                        timeout,
-                        endpoint.where,
-                    )
-                    response = json_response(
-                        {
-                            "error": f"Gateway Timeout: the handler did not finish within {timeout:g}s",
-                            "request_id": request_id,
-                        },
-                        504,
-                    )
+                response = await self.within(
+                    timeout, endpoint, function, request, limited, params, request_id, deadline
+                )
             except HTTPError as exc:
                 response = error_response(exc)
             except BodyTooLarge as exc:
                 response = _too_large(exc.limit)
             except Exception as exc:
                 response = await self.failed(endpoint, exc, request, request_id)
+            finally:
+                if request.method not in BODYLESS_METHODS:
+                    await request.close()  # uploaded files of a form
             current = context.current()
             user = current.user if current is not None else None
             if hooks.on_response is not None:
                 response = await self.after(endpoint, request, response, user, request_id)
         return response
 
+    async def within(
+        self,
+        timeout: float,
+        endpoint: Endpoint,
+        function: Callable[..., Any],
+        request: Request,
+        limited: LimitedReceive,
+        params: dict[str, str | list[str]],
+        request_id: str,
+        deadline: float,
+    ) -> StarletteResponse:
+        """``call`` within ``timeout`` seconds, else a 504."""
+        watch = self.deadlines.watch(timeout)
+        if watch is None:  # not on asyncio
+            with anyio.move_on_after(timeout) as scope:
+                return await self.call(
+                    endpoint, function, request, limited, params, request_id, deadline
+                )
+            expired = scope.cancelled_caught
+        else:
+            try:
+                return await self.call(
+                    endpoint, function, request, limited, params, request_id, deadline
+                )
+            except asyncio.CancelledError:
+                if not watch.expired:
+                    raise
+                watch.absorb()
+                expired = True
+            finally:
+                watch.close()
+        assert expired
+        error_log.error(
+            "%s %s took longer than its timeout of %gs (%s)",
+            request.method,
+            request.url.path,
+            timeout,
+            endpoint.where,
+        )
+        return json_response(
+            {
+                "error": f"Gateway Timeout: the handler did not finish within {timeout:g}s",
+                "request_id": request_id,
+            },
+            504,
+        )
+
     def check_body(self, endpoint: Endpoint, request: Request) -> None:
+        if request.method in BODYLESS_METHODS:  # a body there is never read
+            return
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.body_limit:
             raise BodyTooLarge(self.body_limit)
         accepts = endpoint.config.accepts
-        if accepts and request.method not in ("GET", "HEAD", "OPTIONS") and has_body(request):
+        if accepts and has_body(request):
             content_type = request.headers.get("content-type")
             if not accepted(content_type, accepts):
                 raise HTTPError(
@@ -316,8 +356,9 @@ class QrApp:
             )
             if early is not None:
                 return render(early)
+        signature = parameters(function)
         values: dict[str, object] = {}
-        for name in parameters(function).names:
+        for name in signature.names:
             if name in params:
                 values[name] = params[name]
             elif name == "request":
@@ -338,7 +379,9 @@ class QrApp:
                 values[name] = request_id
             elif name == "deadline":
                 values[name] = deadline
-        return render(await call_with(function, values))
+        if signature.is_async:
+            return render(await function(**values))
+        return render(await in_thread(function, values))
 
     async def failed(
         self, endpoint: Endpoint, error: Exception, request: Request, request_id: str
@@ -411,6 +454,13 @@ def create_app(
 ) -> QrApp:
     """The ASGI app serving ``manifest``'s routes (see the module docstring)."""
     return QrApp(manifest, dev=dev, body_limit=body_limit, websocket=websocket)
+
+
+def _origin(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"origin":
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _with(response: StarletteResponse, headers: Mapping[str, str]) -> StarletteResponse:

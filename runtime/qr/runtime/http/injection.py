@@ -80,14 +80,20 @@ async def call_with(
     """
     kwargs = arguments(function, values)
     if timeout is None:
-        return await _call(function, kwargs)
+        return await call(function, kwargs)
     with anyio.fail_after(timeout):
-        return await _call(function, kwargs)
+        return await call(function, kwargs)
 
 
-async def _call(function: Callable[..., Any], kwargs: dict[str, object]) -> Any:
+async def call(function: Callable[..., Any], kwargs: dict[str, object]) -> Any:
+    """Await ``function(**kwargs)``, or run it in a worker thread when it is not async."""
     if parameters(function).is_async:
         return await function(**kwargs)
+    return await in_thread(function, kwargs)
+
+
+async def in_thread(function: Callable[..., Any], kwargs: dict[str, object]) -> Any:
+    """Run a sync function in the worker pool, in a copy of the current context."""
     context = contextvars.copy_context()
     return await anyio.to_thread.run_sync(
         functools.partial(context.run, function, **kwargs), abandon_on_cancel=True

@@ -35,7 +35,6 @@ from qr.runtime.errors import HTTPError
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-_TAIL = 512
 
 
 class BodyTooLarge(Exception):
@@ -45,18 +44,14 @@ class BodyTooLarge(Exception):
 
 
 class LimitedReceive:
-    """An ASGI ``receive`` that raises ``BodyTooLarge`` past ``limit`` bytes of body.
+    """An ASGI ``receive`` that raises ``BodyTooLarge`` past ``limit`` bytes of body."""
 
-    It also keeps the last bytes received, to check that a multipart body was complete.
-    """
-
-    __slots__ = ("limit", "receive", "tail", "total")
+    __slots__ = ("limit", "receive", "total")
 
     def __init__(self, receive: Receive, limit: int) -> None:
         self.receive = receive
         self.limit = limit
         self.total = 0
-        self.tail = b""
 
     async def __call__(self) -> Message:
         message = await self.receive()
@@ -65,7 +60,6 @@ class LimitedReceive:
             self.total += len(chunk)
             if self.total > self.limit:
                 raise BodyTooLarge(self.limit)
-            self.tail = (self.tail + chunk)[-_TAIL:]
         return message
 
 
@@ -157,14 +151,24 @@ async def parse_body(request: Request, receive: LimitedReceive) -> object:
 
 
 async def _form(request: Request, receive: LimitedReceive, multipart: bool) -> Form:
+    # The whole body is read first (it is within the limit, and Lambda delivers it whole anyway):
+    # python-multipart takes a body cut off mid-part as a shorter form, so completeness is
+    # checked here, before the parser spools any file.
+    raw = await request.body()
+    if multipart:
+        boundary = _boundary(request.headers.get("content-type", ""))
+        if not boundary:
+            raise HTTPError(400, "a multipart/form-data body needs a boundary in its Content-Type")
+        closing = b"--" + boundary.encode("latin-1") + b"--"
+        if not raw[-1024:].rstrip(b"\r\n \t").endswith(closing):
+            raise HTTPError(
+                400, "the multipart body is truncated: it ends before its closing boundary"
+            )
     try:
         form = await request.form(max_part_size=receive.limit)
     except (MultiPartException, HTTPException) as exc:
         detail = getattr(exc, "detail", None) or getattr(exc, "message", str(exc))
         raise HTTPError(400, f"the form body is not valid: {detail}") from exc
-    if multipart and not _multipart_complete(request, receive.tail):
-        await form.close()
-        raise HTTPError(400, "the multipart body is truncated: it ends before its closing boundary")
     items: list[tuple[str, str | UploadedFile]] = []
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
@@ -174,16 +178,12 @@ async def _form(request: Request, receive: LimitedReceive, multipart: bool) -> F
     return ImmutableMultiDict(items)
 
 
-def _multipart_complete(request: Request, tail: bytes) -> bool:
-    content_type = request.headers.get("content-type", "")
-    boundary = ""
+def _boundary(content_type: str) -> str:
     for part in content_type.split(";")[1:]:
         key, _, value = part.strip().partition("=")
         if key.strip().lower() == "boundary":
-            boundary = value.strip().strip('"')
-    if not boundary:
-        return False
-    return tail.rstrip(b"\r\n \t").endswith(b"--" + boundary.encode("latin-1") + b"--")
+            return value.strip().strip('"')
+    return ""
 
 
 def _charset(content_type: str) -> str:

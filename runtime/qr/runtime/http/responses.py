@@ -96,9 +96,7 @@ def error_response(error: HTTPError) -> StarletteResponse:
 
 def encode_json(data: object) -> bytes:
     try:
-        text = json.dumps(
-            data, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
-        )
+        text = _ENCODER.encode(data)
     except ValueError as exc:  # NaN/Infinity, circular references
         raise TypeError(f"the result cannot be sent as JSON: {exc}") from exc
     return text.encode("utf-8")
@@ -128,3 +126,9 @@ def _json_default(value: Any) -> Any:
         f"the result contains a {type(value).__name__}, which cannot be sent as JSON; "
         "return dicts, lists, strings, numbers, dataclasses or models (or a Response)"
     )
+
+
+# One encoder for every response: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from qr.runtime.manifest import PARAM_RE, Route
@@ -45,8 +45,7 @@ class _Node(Generic[T]):
     leaf: _Leaf[T] | None = None
 
 
-@dataclass(frozen=True)
-class Match(Generic[T]):
+class Match(NamedTuple, Generic[T]):
     target: T
     params: dict[str, str | list[str]]
 
@@ -121,18 +120,30 @@ def route_segments(path: str) -> list[str]:
 def split_path(raw_path: bytes) -> list[str]:
     """Split a raw (still percent-encoded) request path into decoded segments."""
     text = raw_path.split(b"?", 1)[0]
+    if b"%" not in text:  # the common case: nothing to decode segment by segment
+        try:
+            segments = text.decode("utf-8").split("/")
+        except UnicodeDecodeError as exc:
+            raise BadPath("the path is not valid UTF-8") from exc
+        if segments[0] == "":
+            del segments[0]
+        if segments and segments[-1] == "":
+            del segments[-1]
+        if "." in segments or ".." in segments:
+            raise BadPath(f"the path segment {'..' if '..' in segments else '.'!r} is not allowed")
+        return segments
     parts = text.split(b"/")
-    if parts and parts[0] == b"":
-        parts = parts[1:]
+    if parts[0] == b"":
+        del parts[0]
     if parts and parts[-1] == b"":
-        parts = parts[:-1]
-    segments: list[str] = []
+        del parts[-1]
+    decoded: list[str] = []
     for part in parts:
         try:
-            segment = unquote_to_bytes(part).decode("utf-8") if b"%" in part else part.decode()
+            segment = unquote_to_bytes(part).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadPath("the path is not valid UTF-8 after percent-decoding") from exc
         if segment in (".", ".."):
             raise BadPath(f"the path segment {segment!r} is not allowed")
-        segments.append(segment)
-    return segments
+        decoded.append(segment)
+    return decoded
