@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
+
+from qr.cli.docker._http import Handler, Serving
 
 PREFIX = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
@@ -56,56 +56,29 @@ class RuntimeBackend(Protocol):
     def init_failed(self, error: bytes, error_type: str) -> None: ...
 
 
-class RuntimeAPIServer:
+class RuntimeAPIServer(Serving):
     """One container's Runtime API endpoint, served from a background thread."""
 
     def __init__(self, backend: RuntimeBackend, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("_BoundHandler", (_Handler,), {"backend": backend})
-        self._server = _Server((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="qr-runtime-api", daemon=True
-        )
+        super().__init__(type("RuntimeAPI", (_Handler,), {"backend": backend}), host, port)
 
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> RuntimeAPIServer:
-        self._thread.start()
+    def start(self) -> RuntimeAPIServer:  # type: ignore[override]
+        super().start()
         return self
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A container that disconnects mid-request is not an error worth a traceback."""
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(Handler):
     backend: RuntimeBackend
-    protocol_version = "HTTP/1.1"
-    # One buffered write per reply and no Nagle delay: otherwise every invocation waits ~40 ms
-    # for a delayed ACK between the header and body segments.
-    wbufsize = 64 * 1024
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Requests are not logged: the pool reports what matters."""
 
     def do_GET(self) -> None:
         if self.path != f"{PREFIX}/invocation/next":
-            self._reply(404, {"errorMessage": f"unknown path {self.path}"})
+            self.reply(404, {"errorMessage": f"unknown path {self.path}"})
             return
         work = self.backend.next_invocation()
         if work is None:
-            self._reply(503, {"errorMessage": "the container is being stopped"})
+            self.reply(503, {"errorMessage": "the container is being stopped"})
             return
-        self._reply(
+        self.reply(
             200,
             work.payload,
             {
@@ -117,48 +90,31 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.read_body()
         error_type = self.headers.get(ERROR_TYPE_HEADER) or "Unknown"
         if self.path == f"{PREFIX}/init/error":
             self.backend.init_failed(body, error_type)
-            self._reply(202, {"status": "OK"})
+            self.reply(202, {"status": "OK"})
             return
         match = _INVOCATION.match(self.path)
         if match is None:
-            self._reply(404, {"errorMessage": f"unknown path {self.path}"})
+            self.reply(404, {"errorMessage": f"unknown path {self.path}"})
             return
         request_id, what = match.groups()
-        if what == "response" and length > MAX_RESPONSE_BYTES:
-            message = f"response of {length} bytes is over the {MAX_RESPONSE_BYTES} byte limit"
+        if what == "response" and len(body) > MAX_RESPONSE_BYTES:
+            message = f"response of {len(body)} bytes is over the {MAX_RESPONSE_BYTES} byte limit"
             self.backend.fail(
                 request_id,
                 json.dumps({"errorMessage": message, "errorType": "ResponseSizeTooLarge"}).encode(),
                 "ResponseSizeTooLarge",
             )
-            self._reply(413, {"errorMessage": message, "errorType": "RequestEntityTooLarge"})
+            self.reply(413, {"errorMessage": message, "errorType": "RequestEntityTooLarge"})
             return
         if what == "response":
             known = self.backend.respond(request_id, body)
         else:
             known = self.backend.fail(request_id, body, error_type)
         if not known:
-            self._reply(400, {"errorMessage": f"invalid request id {request_id}"})
+            self.reply(400, {"errorMessage": f"invalid request id {request_id}"})
             return
-        self._reply(202, {"status": "OK"})
-
-    def _reply(
-        self, status: int, body: bytes | dict[str, str], headers: dict[str, str] | None = None
-    ) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        try:
-            self.wfile.write(data)
-            self.wfile.flush()
-        except OSError:  # the container went away mid-reply
-            self.close_connection = True
+        self.reply(202, {"status": "OK"})
