@@ -407,7 +407,6 @@ class _Slot:
             job, self.current = self.current, None
         if was_starting and not self._stopping:
             self.init_crashed = True
-        self.started.set()
         if job is not None and not job.future.done():
             job.future.set_exception(
                 ContainerCrashed(
@@ -420,6 +419,7 @@ class _Slot:
             self.server.close()
             _quietly(self.container.remove, force=True)
             self.pool._slot_exited(self)
+        self.started.set()
 
 
 def _canceller(timer: threading.Timer) -> Callable[[Future[bytes]], None]:

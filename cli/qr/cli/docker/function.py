@@ -1,0 +1,232 @@
+"""The project's function under ``qr dev --docker``: bundle, image, local AWS endpoints, pool.
+
+``DockerFunction.start()`` runs these stages (blocking; the dev server calls it before serving):
+
+1. connect to the engine (clear errors when Docker is missing or stopped);
+2. build the **deploy bundle** (``qr.cli.bundle``) for the host's architecture and unpack it into
+   ``.qr/docker/task-<n>/``, which the containers mount read-only at ``/var/task``;
+3. ensure the function image (base image + ``awslambdaric`` + boto3, which Lambda's runtime
+   provides and the bundle leaves out); built only when its inputs change;
+4. serve the local AWS endpoints the production adapters call (``aws_local``);
+5. start the warm pool, its containers running ``qr.runtime.aws.entry.handler`` with the
+   environment Terraform would set (``QR_QUEUE_URL_PREFIX``, ``QR_WS_ENDPOINT``,
+   ``QR_CONNECTIONS_TABLE`` ...) pointed at those endpoints, plus the dev environment (``.env``).
+
+A container that crashes on init is reported with its output and the server keeps running: the
+next invocation tries again. ``reload(manifest)`` repeats stage 2 and restarts the containers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from qr.cli.docker.aws_local import LocalAws, LocalAwsServer
+from qr.cli.docker.engine import connect
+from qr.cli.docker.events import ACCOUNT
+from qr.cli.docker.image import (
+    BuiltImage,
+    ImageBuilder,
+    ImageSpec,
+    default_base_image,
+    host_architecture,
+)
+from qr.cli.docker.pool import ContainerPool, LogLine, PoolConfig
+from qr.runtime.manifest import Manifest
+from qr.runtime.ports import Platform
+
+ENTRY_HANDLER = "qr.runtime.aws.entry.handler"
+STAGE = "dev"
+WORK_DIR = Path(".qr/docker")
+HTTP_TIMEOUT = 30.0
+"""API Gateway's integration timeout; route timeouts (max 29 s) are enforced inside."""
+log = logging.getLogger("qr.docker")
+
+Package = Callable[[Manifest, Path], Path]
+"""``package(manifest, work_dir) -> task dir``: the code the containers mount at /var/task."""
+
+
+@dataclasses.dataclass
+class DockerSettings:
+    base_image: str | None = None
+    """Default: ``QR_DOCKER_BASE_IMAGE``, else the AWS Lambda image of the project's runtime."""
+    network: Literal["host", "bridge"] = "bridge"
+    concurrency: int = 2
+    """Warm containers (how many invocations run at once)."""
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The dev environment (``.env`` and ``--env``) handed to the containers."""
+
+    @classmethod
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> DockerSettings:
+        env = os.environ if environ is None else environ
+        network = env.get("QR_DOCKER_NETWORK", "bridge")
+        settings = cls(
+            base_image=env.get("QR_DOCKER_BASE_IMAGE") or None,
+            network="host" if network == "host" else "bridge",
+            concurrency=int(env.get("QR_DOCKER_CONCURRENCY") or 2),
+        )
+        return dataclasses.replace(settings, **kwargs)
+
+
+def bundle_task(manifest: Manifest, work_dir: Path) -> Path:
+    """Build the deploy bundle for this machine's architecture and unpack it as a task dir."""
+    from qr.cli.bundle import build_bundle
+
+    arch = "arm64" if host_architecture() == "aarch64" else "x86_64"
+    local = dataclasses.replace(
+        manifest, config=dataclasses.replace(manifest.config, architecture=arch)
+    )
+    bundle = build_bundle(local, manifest.config.stage().name, work_dir)
+    number = 1 + max(
+        (int(p.name[5:]) for p in work_dir.glob("task-*") if p.name[5:].isdigit()), default=0
+    )
+    task = work_dir / f"task-{number}"
+    with zipfile.ZipFile(bundle.path) as archive:
+        archive.extractall(task)
+    for old in work_dir.glob("task-*"):
+        if old != task and old.name[5:].isdigit() and int(old.name[5:]) < number - 1:
+            shutil.rmtree(old, ignore_errors=True)
+    return task
+
+
+class DockerFunction:
+    def __init__(
+        self,
+        manifest: Manifest,
+        platform: Platform,
+        settings: DockerSettings,
+        *,
+        client: Any = None,
+        package: Package = bundle_task,
+        image_cache: Path | None = None,
+        extend: Callable[[str, float], bool] = lambda receipt, seconds: False,
+    ) -> None:
+        self.manifest = manifest
+        self.platform = platform
+        self.settings = settings
+        self.client = client
+        self.package = package
+        self.image_cache = image_cache
+        self.extend = extend
+        self.work_dir = manifest.root / WORK_DIR
+        self.image: BuiltImage | None = None
+        self.pool: ContainerPool | None = None
+        self.aws_server: LocalAwsServer | None = None
+        config = manifest.config
+        self.function_name = f"{config.name}-{STAGE}"
+        self.queue_prefix = f"{self.function_name}-"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.client is None:
+            self.client = connect()
+        config = self.manifest.config
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        task = self.package(self.manifest, self.work_dir)
+        base = self.settings.base_image or default_base_image(config.python_version)
+        builder = ImageBuilder(self.client, self.image_cache, log=log.info)
+        self.image = builder.ensure(ImageSpec(config.python_version, base, requirements=("boto3",)))
+        host_net = self.settings.network == "host"
+        aws = LocalAws(
+            self.platform.queues,
+            self.platform.sockets,
+            self.queue_prefix,
+            lambda receipt, seconds: self.extend(receipt, seconds),  # the current worker's
+        )
+        self.aws_server = LocalAwsServer(aws, "127.0.0.1" if host_net else "0.0.0.0")
+        self.aws_server.start()
+        self.pool = ContainerPool(
+            self.client,
+            PoolConfig(
+                self.image.tag,
+                task,
+                handler=ENTRY_HANDLER,
+                size=self.settings.concurrency,
+                timeout=HTTP_TIMEOUT,
+                function_name=self.function_name,
+                memory_mb=config.memory,
+                region=config.region,
+                environment=self.environment(),
+                network=self.settings.network,
+            ),
+            on_log=_log_line,
+        )
+        self.pool.start()
+        self._report_crash()
+
+    def reload(self, manifest: Manifest) -> None:
+        """New code: a new task dir, then fresh containers."""
+        self.manifest = manifest
+        if self.pool is None:
+            return
+        self.pool.config.task_dir = self.package(manifest, self.work_dir)
+        self.pool.restart()
+        self._report_crash()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self.aws_server is not None:
+            self.aws_server.close()
+            self.aws_server = None
+
+    def environment(self) -> dict[str, str]:
+        """What Terraform sets on the function, pointed at the local endpoints."""
+        assert self.aws_server is not None
+        config = self.manifest.config
+        host = "127.0.0.1" if self.settings.network == "host" else "host.docker.internal"
+        endpoint = self.aws_server.url(host)
+        base_url = self.platform.base_url
+        if self.settings.network == "bridge":
+            base_url = base_url.replace("localhost", "host.docker.internal")
+        env = dict(self.settings.environment)
+        env.update(
+            {
+                "QR_PROJECT": config.name,
+                "QR_STAGE": STAGE,
+                "QR_QUEUE_URL_PREFIX": f"{endpoint}/sqs/{ACCOUNT}/{self.queue_prefix}",
+                "QR_CONNECTIONS_TABLE": f"{self.function_name}-connections",
+                "QR_WS_ENDPOINT": f"{endpoint}/ws",
+                "QR_BASE_URL": base_url,
+                "AWS_ENDPOINT_URL_SQS": f"{endpoint}/sqs",
+                "AWS_ENDPOINT_URL_DYNAMODB": f"{endpoint}/dynamodb",
+                "AWS_ACCESS_KEY_ID": "qr-dev",
+                "AWS_SECRET_ACCESS_KEY": "qr-dev",
+            }
+        )
+        return env
+
+    def queue_arn(self, queue: str) -> str:
+        region = self.manifest.config.region
+        return f"arn:aws:sqs:{region}:{ACCOUNT}:{self.queue_prefix}{queue}"
+
+    async def invoke(
+        self, event: Any, *, request_id: str | None = None, timeout: float | None = None
+    ) -> Any:
+        if self.pool is None:
+            raise RuntimeError("the Docker function is not started")
+        return await self.pool.ainvoke(event, request_id=request_id, timeout=timeout)
+
+    def _report_crash(self) -> None:
+        pool = self.pool
+        if pool is not None and pool.warm_count() == 0 and pool.last_crash:
+            output = "\n".join(pool.last_crash[-20:])
+            log.error(
+                "the function's container crashed during init (the server keeps running; "
+                "fix the code and save to retry):\n%s",
+                output,
+            )
+
+
+def _log_line(line: LogLine) -> None:
+    log.info("%s %s", line.request_id or "init", line.text)
