@@ -33,6 +33,13 @@ def serve(
     no_reload: Annotated[
         bool, typer.Option("--no-reload", help="Do not watch files for changes.")
     ] = False,
+    docker: Annotated[
+        bool,
+        typer.Option(
+            "--docker",
+            help="Run the handlers in warm Lambda-like containers built from the deploy bundle.",
+        ),
+    ] = False,
     project: ProjectDir = Path(),
 ) -> None:
     """Serve HTTP and WebSocket on one port, run queues and schedules, reload on save."""
@@ -47,6 +54,7 @@ def serve(
         port=port,
         env=parse_assignments(env or []),
         reload=not no_reload,
+        docker=docker,
     )
     run(options)
 

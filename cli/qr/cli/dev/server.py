@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket as socket_module
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from qr.cli.console import Output
 from qr.cli.dev.app import DevApp
@@ -35,6 +38,9 @@ from qr.cli.dev.env import DevEnvironment
 from qr.cli.dev.log import DevLog
 from qr.cli.dev.reload import LiveProject, watch
 from qr.cli.dev.scheduler import Scheduler, SchedulerClock
+from qr.cli.docker.dev import DockerHttpApp, DockerSocketDispatch, DockerWorker
+from qr.cli.docker.dev import run_schedule as run_docker_schedule
+from qr.cli.docker.function import DockerFunction, DockerSettings
 from qr.cli.routes_table import print_routes
 from qr.runtime.http import create_app
 from qr.runtime.jobs import run_schedule_job
@@ -57,6 +63,8 @@ class DevOptions:
     port: int = 8000
     env: dict[str, str] = field(default_factory=dict)
     reload: bool = True
+    docker: bool = False
+    """Run the handlers in warm Lambda-like containers (``qr.cli.docker``)."""
 
 
 class DevServer:
@@ -70,7 +78,8 @@ class DevServer:
         self.env = DevEnvironment(self.root, options.env)
         self.env.apply()
         _configure_logging(self.log)
-        self.live = LiveProject(self.root, lambda m: create_app(m, dev=True), self.log)
+        self.function: DockerFunction | None = None
+        self.live = LiveProject(self.root, self._http_app, self.log)
         manifest = self.live.manifest
         self.engine = Engine(self.root / DB_PATH)
         self.registry = LocalRegistry()
@@ -85,24 +94,47 @@ class DevServer:
         )
         self._set_queue_names(manifest)
         self.dispatch = SocketDispatch(manifest, observer=self.log.socket_event)
-        self.worker = Worker(self.engine, manifest.queues)
+        socket_dispatch = self.dispatch
+        run_schedule = _run_schedule
+        if options.docker:
+            settings = DockerSettings.from_environ(
+                environment={**self.env.from_file, **options.env}
+            )
+            self.function = DockerFunction(manifest, self.platform, settings)
+            self.function.start()
+            self.live.app = DockerHttpApp(self.function)
+            socket_dispatch = cast(SocketDispatch, DockerSocketDispatch(self.function))
+            run_schedule = functools.partial(run_docker_schedule, self.function)
+        self.worker = self._new_worker(manifest)
         scale = float(os.environ.get(CLOCK_SCALE_VARIABLE) or 1)
         self.scheduler = Scheduler(
             manifest,
-            _run_schedule,
+            run_schedule,
             report=self.log.schedule_run,
             clock=SchedulerClock(scale),
         )
         self.live.listeners.append(self._reloaded)
         self.app = DevApp(
             self.live,
-            LocalSocketApp(self.dispatch, self.sockets),
+            LocalSocketApp(socket_dispatch, self.sockets),
             self.scheduler,
             startup=self.start,
             shutdown=self.stop,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_watching = asyncio.Event()
+
+    def _http_app(self, manifest: Manifest) -> ASGIApp:
+        if self.function is not None:
+            return DockerHttpApp(self.function)
+        return create_app(manifest, dev=True)
+
+    def _new_worker(self, manifest: Manifest) -> Worker:
+        if self.function is None:
+            return Worker(self.engine, manifest.queues)
+        worker = DockerWorker(self.engine, manifest.queues, self.function)
+        self.function.extend = worker.extend
+        return worker
 
     def _set_queue_names(self, manifest: Manifest) -> None:
         if hasattr(self.platform, "queue_names"):
@@ -112,10 +144,14 @@ class DevServer:
         self.dispatch.manifest = manifest
         self.scheduler.update(manifest)
         self._set_queue_names(manifest)
+        if self.function is not None:
+            # New code reaches the containers: rebuild the bundle, restart them (off the loop).
+            loop = asyncio.get_running_loop()
+            self._tasks.append(loop.create_task(asyncio.to_thread(self.function.reload, manifest)))
         if {q.name: q for q in manifest.queues} != self.worker.queues:
             # Queue definitions changed: a new worker takes over; the old one gives its
             # in-flight jobs back to the engine (none is lost; they run again at once).
-            old, self.worker = self.worker, Worker(self.engine, manifest.queues)
+            old, self.worker = self.worker, self._new_worker(manifest)
             self.worker.start()
             self._tasks.append(asyncio.get_running_loop().create_task(old.stop()))
 
@@ -133,6 +169,8 @@ class DevServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.scheduler.stop()
         await self.worker.stop()
+        if self.function is not None:
+            await asyncio.to_thread(self.function.close)
         self.engine.close()
         remove_state(self.root)
         set_platform(None)
@@ -203,5 +241,9 @@ def _configure_logging(log: DevLog) -> None:
 def run(options: DevOptions, out: Output | None = None) -> None:
     """``qr dev``: serve the project until Ctrl+C."""
     server = DevServer(options, out or Output())
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve()
+    finally:
+        if server.function is not None:  # containers never outlive the server
+            server.function.close()

@@ -108,6 +108,7 @@ class DockerFunction:
         package: Package = bundle_task,
         image_cache: Path | None = None,
         extend: Callable[[str, float], bool] = lambda receipt, seconds: False,
+        handler: str = ENTRY_HANDLER,
     ) -> None:
         self.manifest = manifest
         self.platform = platform
@@ -116,6 +117,7 @@ class DockerFunction:
         self.package = package
         self.image_cache = image_cache
         self.extend = extend
+        self.handler = handler
         self.work_dir = manifest.root / WORK_DIR
         self.image: BuiltImage | None = None
         self.pool: ContainerPool | None = None
@@ -149,7 +151,7 @@ class DockerFunction:
             PoolConfig(
                 self.image.tag,
                 task,
-                handler=ENTRY_HANDLER,
+                handler=self.handler,
                 size=self.settings.concurrency,
                 timeout=HTTP_TIMEOUT,
                 function_name=self.function_name,
