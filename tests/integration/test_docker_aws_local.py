@@ -50,7 +50,7 @@ class _Env:
     extended: list[tuple[str, float]]
 
     def client(self, service: str, path: str) -> Any:
-        return boto3.session.Session().client(
+        return boto3.session.Session().client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.url + path,
             region_name="us-east-1",
