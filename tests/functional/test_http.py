@@ -475,3 +475,72 @@ def test_broken_project_raises_project_error(make_project: MakeProject) -> None:
     root = make_project({"qr.yaml": "name: app\n", "api/index.py": "def get(nonsense): return 'x'"})
     with pytest.raises(ProjectError, match="nonsense"):
         Client(root)
+
+
+def test_platform_deadline_shortens_the_route_timeout(make_project: MakeProject) -> None:
+    import time
+
+    import anyio
+
+    from qr.runtime.http import create_app
+    from qr.runtime.manifest import scan
+
+    root = make_project(
+        {
+            "qr.yaml": "name: app\n",
+            "api/slow.py": "import asyncio\nasync def get():\n    await asyncio.sleep(30)",
+        }
+    )
+    app = create_app(scan(root))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/slow",
+        "raw_path": b"/slow",
+        "query_string": b"",
+        "headers": [],
+        "state": {"deadline": time.monotonic() + 0.05},  # e.g. Lambda's remaining time
+    }
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["status"] == 504
+
+
+def test_failing_hooks_are_500s_not_crashes(open_client: OpenClient) -> None:
+    client = open_client(
+        {
+            "api/_middleware.py": """
+                def on_response(request, response):
+                    if request.url.path == "/bad_response":
+                        raise RuntimeError("on_response broke")
+                def on_error(error, request):
+                    raise RuntimeError("on_error broke too")
+            """,
+            "api/bad_response.py": "def get(): return 'fine'",
+            "api/crash.py": "def get(): raise ValueError('x')",
+        }
+    )
+    assert client.get("/bad_response").status_code == 500
+    response = client.get("/crash")
+    assert response.status_code == 500
+    assert response.json()["error"] == "Internal Server Error"
+
+
+def test_head_on_a_handler_route(open_client: OpenClient) -> None:
+    client = open_client(
+        {
+            "api/h.py": """
+                config = {"methods": ["GET"]}
+                def handler(request): return {"method": request.method}
+            """
+        }
+    )
+    response = client.head("/h")
+    assert (response.status_code, response.content) == (200, b"")
