@@ -164,6 +164,17 @@ def test_job_pushed_over_http_reaches_the_websocket(dev: DevProcess) -> None:
     _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
 
 
+def test_oversized_message_closes_1009_and_the_server_goes_on(dev: DevProcess) -> None:
+    with _ws(dev, "u3") as ws, pytest.raises(ConnectionClosed) as info:
+        ws.send("x" * (128 * 1024 + 1))
+        ws.recv(timeout=WAIT)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1009
+    with _ws(dev, "u3") as ws:
+        ws.send("ping")
+        assert json.loads(ws.recv(timeout=WAIT)) == {"echo": "ping"}
+
+
 def test_schedule_fires_on_its_rate_and_on_demand(dev: DevProcess) -> None:
     _until(lambda: "SCHED tick job" in dev.output(), "rate(1 minute) to fire")
     assert "; next run " in dev.output()
