@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-
-from rich.text import Text
+from datetime import datetime
 
 from qr.cli.console import Output
 from qr.runtime.errors import ProjectError
@@ -30,24 +29,33 @@ _KINDS = {
 }
 
 
+_ANSI = {"cyan": "36", "magenta": "35", "blue": "34", "yellow": "33", "green": "32", "red": "31"}
+
+
 class DevLog:
-    def __init__(
-        self, out: Output, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    """Writes the console lines. Plain string writes, not rich rendering: a line is written per
+    request, so it must cost microseconds (rich takes ~200 µs a line); ANSI colours when the
+    ``Output`` is a terminal."""
+
+    def __init__(self, out: Output, clock: Callable[[], float] = time.time) -> None:
         self.out = out
         self.clock = clock
         self._lock = threading.Lock()
+        self._second = -1
+        self._stamp = ""
 
     def line(self, kind: str, style: str, message: str, *, failed: bool = False) -> None:
-        stamp = self.clock().astimezone().strftime("%H:%M:%S")
-        text = Text(f"{stamp} ", style="dim")
-        text.append(f"{kind:<5} ", style=style)
-        text.append(message, style="red" if failed else "")
+        now = int(self.clock())
         with self._lock:
+            if now != self._second:
+                self._second, self._stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
             if self.out.rich:
-                self.out.console.print(text)
+                colour = _ANSI.get(style, "37")
+                body = f"\x1b[31m{message}\x1b[0m" if failed else message
+                text = f"\x1b[2m{self._stamp}\x1b[0m \x1b[{colour}m{kind:<5}\x1b[0m {body}\n"
             else:
-                self.out.line(text.plain)
+                text = f"{self._stamp} {kind:<5} {message}\n"
+            self.out.stream.write(text)
             self.out.stream.flush()
 
     def info(self, message: str) -> None:

@@ -228,6 +228,12 @@ async def _run_schedule(schedule: Schedule, job_id: str, scheduled_at: datetime)
 
 
 def _configure_logging(log: DevLog) -> None:
+    # One record per request: skip what the console never prints (the logging HOWTO's
+    # "Optimization" list): caller lookup, thread/process names.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = log.handler()
     root = logging.getLogger()
     for existing in list(root.handlers):
