@@ -13,7 +13,7 @@ from typing import Annotated
 import click
 import typer
 
-from qr.cli.commands import dev, init, routes
+from qr.cli.commands import deploy, destroy, dev, init, rollback, routes
 from qr.cli.console import Output
 from qr.cli.errors import QrError
 from qr.runtime import __version__
@@ -30,6 +30,9 @@ app = typer.Typer(
 app.command("init")(init.command)
 app.command("routes")(routes.command)
 app.add_typer(dev.app, name="dev")
+app.command("deploy")(deploy.command)
+app.command("rollback")(rollback.command)
+app.command("destroy")(destroy.command)
 
 _state = {"debug": False}
 

@@ -21,3 +21,4 @@ Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.
 StageOption = Annotated[
     str | None, typer.Option("--stage", "-s", help="Stage from qr.yaml (default: production).")
 ]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

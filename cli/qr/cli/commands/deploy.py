@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qr.cli.console import Output
+from qr.cli.deploy.pipeline import Deployer, default_build, existing_build
+from qr.cli.options import ProjectDir, StageOption, Yes
+from qr.cli.project import find_root
+
+
+def command(
+    project: ProjectDir = Path(),
+    stage: StageOption = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Show what would change, then stop.")
+    ] = False,
+    yes: Yes = False,
+    no_build: Annotated[
+        bool,
+        typer.Option("--no-build", help="Deploy .qr/build/<stage>/ as it is (from qr build)."),
+    ] = False,
+) -> None:
+    """Build, apply the Terraform (progress shown), then point the 'current' alias at the new version."""
+    deployer = Deployer(
+        find_root(project),
+        stage,
+        out=Output(),
+        build=existing_build if no_build else default_build,
+    )
+    deployer.deploy(plan_only=plan, yes=yes)
