@@ -1,0 +1,240 @@
+"""The rendered Terraform of the scaffold and edge projects: parses, matches the AWS provider
+6.69.1 schema, every reference resolves, and the structure keeps the design's promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import terraform_lint, terraform_projects
+from tests.terraform_projects import PROJECTS, STAGES
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tf")
+    return {
+        name: terraform_projects.render(terraform_projects.make(root, name), STAGES.get(name))
+        for name in PROJECTS
+    }
+
+
+@pytest.fixture(scope="module")
+def parsed(rendered: dict[str, Path]) -> dict[str, dict[str, dict[str, Any]]]:
+    return {name: terraform_lint.parse_dir(out) for name, out in rendered.items()}
+
+
+def resources(tree: dict[str, dict[str, Any]], type_name: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for file in tree.values():
+        for item in file.get("resource", []):
+            found.update(item.get(type_name, {}))
+    return found
+
+
+def outputs(tree: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for item in tree["outputs.tf"].get("output", []):
+        found.update(item)
+    return found
+
+
+@pytest.mark.parametrize("project", PROJECTS)
+def test_schema_and_references(rendered: dict[str, Path], project: str) -> None:
+    assert terraform_lint.lint(rendered[project]) == []
+
+
+def test_lint_finds_mistakes(rendered: dict[str, Path], tmp_path: Path) -> None:
+    """The checker is not a rubber stamp: each kind of mistake is reported."""
+    for file in rendered["scaffold"].glob("*.tf"):
+        (tmp_path / file.name).write_text(file.read_text())
+    queues = tmp_path / "queues.tf"
+    queues.write_text(
+        queues.read_text()
+        .replace("visibility_timeout_seconds", "visibility_timeout")
+        .replace("maximum_concurrency", "max_concurrency")
+    )
+    http = tmp_path / "http_api.tf"
+    http.write_text(
+        http.read_text().replace("alias.current.invoke_arn", "alias.current.invocation_arn")
+    )
+    function = tmp_path / "function.tf"
+    function.write_text(
+        function.read_text().replace("role             = aws_iam_role.function.arn", "")
+    )
+    outputs_tf = tmp_path / "outputs.tf"
+    outputs_tf.write_text(outputs_tf.read_text().replace("local.base_url", "local.base_uri"))
+    problems = "\n".join(terraform_lint.lint(tmp_path))
+    assert "unknown argument or block 'visibility_timeout'" in problems
+    assert "scaling_config: unknown argument or block 'max_concurrency'" in problems
+    assert "has no attribute 'invocation_arn'" in problems
+    assert "missing required argument 'role'" in problems
+    assert "local.base_uri is not declared" in problems
+
+
+def test_files_by_project(rendered: dict[str, Path]) -> None:
+    def files(name: str) -> set[str]:
+        return {p.name for p in rendered[name].glob("*.tf")}
+
+    common = {"versions.tf", "providers.tf", "variables.tf", "main.tf", "function.tf", "outputs.tf"}
+    assert files("scaffold") == common | {
+        "queues.tf",
+        "http_api.tf",
+        "websocket.tf",
+        "schedules.tf",
+    }
+    assert files("fifo-only") == common | {"queues.tf"}
+    assert files("no-sockets") == common | {"queues.tf", "http_api.tf", "schedules.tf"}
+    assert files("domain-zone") == common | {"http_api.tf", "websocket.tf", "domain.tf"}
+
+
+def test_function_alias_and_triggers(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    tree = parsed["scaffold"]
+    function = resources(tree, "aws_lambda_function")["app"]
+    assert function["function_name"] == "scaffold-production"
+    assert function["handler"] == "qr.runtime.aws.entry.handler"
+    assert function["publish"] is True
+    assert function["filename"] == "${local.bundle}"
+    assert function["source_code_hash"] == "${filebase64sha256(local.bundle)}"
+    assert function["logging_config"][0]["log_format"] == "JSON"
+    # 30 s jobs (the scaffold's longest handler) + the 5 s margin.
+    assert function["timeout"] == 35
+    env = function["environment"][0]["variables"]
+    assert env["QR_QUEUE_URL_PREFIX"] == "${local.queue_url_prefix}"
+    assert env["QR_WS_ENDPOINT"] == "${local.ws_endpoint}"
+    assert env["QR_SSM_PATH"] == "/qr/scaffold/production/"
+    alias = resources(tree, "aws_lambda_alias")["current"]
+    assert alias["name"] == "current"
+    assert alias["lifecycle"][0]["ignore_changes"] == ["${function_version}"] or alias["lifecycle"][
+        0
+    ]["ignore_changes"] == ["function_version"]
+    for permission in resources(tree, "aws_lambda_permission").values():
+        assert permission["qualifier"] == "${aws_lambda_alias.current.name}"
+        assert permission["source_arn"].endswith("/*/*")
+    for integration in resources(tree, "aws_apigatewayv2_integration").values():
+        assert integration["integration_uri"] == "${aws_lambda_alias.current.invoke_arn}"
+    for mapping in resources(tree, "aws_lambda_event_source_mapping").values():
+        assert mapping["function_name"] == "${aws_lambda_alias.current.arn}"
+        assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    for schedule in resources(tree, "aws_scheduler_schedule").values():
+        assert schedule["target"][0]["arn"] == "${aws_lambda_alias.current.arn}"
+    locals_ = tree["main.tf"]["locals"][0]
+    assert locals_["bundle"] == "${path.module}/../bundle.zip"
+    assert locals_["ws_endpoint"] == (
+        "https://${aws_apigatewayv2_api.ws.id}.execute-api.${local.region}.${local.dns_suffix}/${local.stage}"
+    )
+
+
+def test_queues(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    queues = resources(parsed["fifo-only"], "aws_sqs_queue")
+    orders, dlq = queues["orders_fifo"], queues["orders_fifo_dlq"]
+    assert orders["name"] == "fifo-only-production-orders.fifo"
+    assert dlq["name"] == "fifo-only-production-orders-dlq.fifo"
+    assert orders["fifo_queue"] is True and dlq["fifo_queue"] is True
+    assert orders["content_based_deduplication"] is True
+    assert orders["sqs_managed_sse_enabled"] is True
+    # 6 x the 120 s job timeout; also >= the function timeout (125 s).
+    assert orders["visibility_timeout_seconds"] == 720
+    assert "maxReceiveCount = 5" in orders["redrive_policy"]
+    mapping = resources(parsed["fifo-only"], "aws_lambda_event_source_mapping")["orders_fifo"]
+    assert mapping["batch_size"] == 5
+    assert "maximum_batching_window_in_seconds" not in mapping
+    assert mapping["scaling_config"][0]["maximum_concurrency"] == 10
+    # Short jobs still get a visibility timeout of at least the function timeout (600 s + 5).
+    no_sockets = resources(parsed["no-sockets"], "aws_sqs_queue")
+    assert no_sockets["emails"]["visibility_timeout_seconds"] == 3600
+    assert "fifo_queue" not in no_sockets["emails"]
+
+
+def test_many_queues_use_the_stage_wildcard(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    tree = parsed["many-queues"]
+    assert len(resources(tree, "aws_sqs_queue")) == 200
+    assert len(resources(tree, "aws_lambda_event_source_mapping")) == 100
+    policy = tree["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]
+    queues = next(s for s in policy["statement"] if s["sid"] == "Queues")
+    assert queues["resources"] == [
+        "arn:${local.partition}:sqs:${local.region}:${local.account_id}:many-queues-production-*"
+    ]
+    assert len(outputs(tree)["queue_urls"]["value"]) == 100
+
+
+def test_http_api(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    tree = parsed["no-sockets"]
+    keys = sorted(r["route_key"] for r in resources(tree, "aws_apigatewayv2_route").values())
+    assert keys == ["ANY /", "ANY /feed.xml", "ANY /files/{path+}", "ANY /users/{id}"]
+    api = resources(tree, "aws_apigatewayv2_api")["http"]
+    # One route turns CORS off, so CORS is left to the app.
+    assert "cors_configuration" not in api
+    scaffold_api = resources(parsed["scaffold"], "aws_apigatewayv2_api")["http"]
+    assert scaffold_api["cors_configuration"][0]["allow_origins"] == ["*"]
+    stage = resources(tree, "aws_apigatewayv2_stage")["http"]
+    assert stage["name"] == "$default" and stage["auto_deploy"] is True
+    assert stage["access_log_settings"][0]["destination_arn"] == (
+        "${aws_cloudwatch_log_group.http_access.arn}"
+    )
+
+
+def test_websocket(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    tree = parsed["domain-zone"]
+    routes = sorted(r["route_key"] for r in resources(tree, "aws_apigatewayv2_route").values())
+    assert routes == ["$connect", "$default", "$disconnect", "ANY /", "chat"]
+    api = resources(tree, "aws_apigatewayv2_api")["ws"]
+    assert api["route_selection_expression"] == "$request.body.action"
+    table = resources(tree, "aws_dynamodb_table")["connections"]
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["ttl"][0]["enabled"] is True
+    assert table["point_in_time_recovery"][0]["enabled"] is True
+    deployment = resources(tree, "aws_apigatewayv2_deployment")["ws"]
+    assert "aws_apigatewayv2_route.ws_action_chat" in deployment["triggers"]["redeployment"]
+
+
+def test_schedules(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    schedules = resources(parsed["no-sockets"], "aws_scheduler_schedule")
+    assert set(schedules) == {"digest", "hourly"}  # "never" has no schedule
+    digest = schedules["digest"]
+    assert digest["schedule_expression"] == "cron(0 9 ? * 2-6 *)"
+    assert digest["group_name"] == "${aws_scheduler_schedule_group.this.name}"
+    assert digest["target"][0]["input"] == '${jsonencode({qr = "schedule", name = "digest"})}'
+    assert (
+        digest["target"][0]["dead_letter_config"][0]["arn"] == "${aws_sqs_queue.schedules_dlq.arn}"
+    )
+    assert schedules["hourly"]["schedule_expression"] == "rate(1 hour)"
+
+
+def test_domain_with_zone(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    tree = parsed["domain-zone"]
+    certificate = resources(tree, "aws_acm_certificate")["domain"]
+    assert certificate["domain_name"] == "api.example.com"
+    assert certificate["subject_alternative_names"] == ["ws.api.example.com"]
+    names = resources(tree, "aws_apigatewayv2_domain_name")
+    assert {n["domain_name"] for n in names.values()} == {"api.example.com", "ws.api.example.com"}
+    assert "count" not in names["http"]
+    records = resources(tree, "aws_route53_record")
+    assert set(records) == {"certificate_validation", "http", "ws"}
+    assert outputs(tree)["dns_records"]["value"] == []
+    assert outputs(tree)["ws_url"]["value"] == "wss://ws.api.example.com"
+    backend = tree["versions.tf"]["terraform"][0]["backend"][0]["s3"]
+    assert backend["key"] == "states/domain-zone/production/terraform.tfstate"
+    assert backend["use_lockfile"] is True
+    env = resources(tree, "aws_lambda_function")["app"]["environment"][0]["variables"]
+    assert env["GREETING"] == "hello $${name} %%{x}"  # literal text, not interpolation
+
+
+def test_domain_without_zone(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    tree = parsed["domain-manual"]
+    assert "aws_route53_record" not in json.dumps(tree["domain.tf"].get("resource", []))
+    names = resources(tree, "aws_apigatewayv2_domain_name")
+    assert names["http"]["count"] == "${var.domain_certificate_ready ? 1 : 0}"
+    assert "concat(" in outputs(tree)["dns_records"]["value"]
+    function = resources(tree, "aws_lambda_function")["app"]
+    assert function["memory_size"] == 1024
+    assert function["function_name"] == "domain-manual-staging"
+    local = tree["main.tf"]["locals"][0]
+    assert local["base_url"].startswith(
+        '${var.domain_certificate_ready ? "https://staging.example.org"'
+    )
+    backend = tree["versions.tf"]["terraform"][0]["backend"][0]["local"]
+    assert backend["path"] == "../../../state/staging/terraform.tfstate"
