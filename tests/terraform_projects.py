@@ -104,17 +104,26 @@ def make(root: Path, name: str) -> Path:
     return target
 
 
+def _project_module(name: str) -> bool:
+    return name.startswith(MODULE_PREFIX) or name == "lib" or name.startswith("lib.")
+
+
 def render(root: Path, stage: str | None = None) -> Path:
     """Render ``root``'s Terraform for ``stage`` into its build directory; returns that."""
-    path, modules = list(sys.path), set(sys.modules)
+    path = list(sys.path)
+    # Another project's `lib` package may still be imported (fixtures of other tests): set it
+    # aside so this project's own `lib` loads, and put it back afterwards.
+    saved = {n: m for n, m in sys.modules.items() if _project_module(n)}
+    for name in saved:
+        del sys.modules[name]
     try:
         manifest = scan(root)
         model = terraform_model(manifest, stage)
     finally:
         sys.path[:] = path
-        for name in set(sys.modules) - modules:
-            if name.startswith(MODULE_PREFIX) or name == "lib" or name.startswith("lib."):
-                del sys.modules[name]
+        for name in [n for n in sys.modules if _project_module(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
     out = root / ".qr" / "build" / model.stage / "terraform"
     write(model, out)
     return out
