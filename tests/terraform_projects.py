@@ -108,8 +108,8 @@ def _project_module(name: str) -> bool:
     return name.startswith(MODULE_PREFIX) or name == "lib" or name.startswith("lib.")
 
 
-def render(root: Path, stage: str | None = None) -> Path:
-    """Render ``root``'s Terraform for ``stage`` into its build directory; returns that."""
+def render(root: Path, stage: str | None = None, out: Path | None = None) -> Path:
+    """Render ``root``'s Terraform for ``stage`` into ``out`` (default: its build directory)."""
     path = list(sys.path)
     # Another project's `lib` package may still be imported (fixtures of other tests): set it
     # aside so this project's own `lib` loads, and put it back afterwards.
@@ -124,6 +124,6 @@ def render(root: Path, stage: str | None = None) -> Path:
         for name in [n for n in sys.modules if _project_module(n)]:
             del sys.modules[name]
         sys.modules.update(saved)
-    out = root / ".qr" / "build" / model.stage / "terraform"
+    out = out or root / ".qr" / "build" / model.stage / "terraform"
     write(model, out)
     return out
