@@ -96,10 +96,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
     pushed: dict[str, tuple[int, str | None, bool]] = {}
     for i in range(JOBS):
         fail = i % 10 == 7
-        if i % 2:
-            target = Queue("ordered.fifo").group(f"g{(i // 2) % 10}")
-        else:
-            target = Queue("plain")
+        target = Queue("ordered.fifo").group(f"g{i // 2 % 10}") if i % 2 else Queue("plain")
         payload = {"i": i, "fail": fail}
         job_id = engine.push(target.prepare(payload)).job_id
         pushed[job_id] = (i, target.group_id, fail)
