@@ -104,7 +104,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
     kills = 0
     for threshold in (JOBS // 4, JOBS // 2):
         process = _start(root, db, ledger)
-        _wait(lambda t=threshold: len(_runs(ledger)) >= t, f"{threshold} runs")  # type: ignore[misc]
+        _wait(lambda t=threshold: len(_runs(ledger)) >= t, f"{threshold} runs")
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1

@@ -107,7 +107,7 @@ class EngineMachine(RuleBasedStateMachine):
                     j for j in self.live.values() if j.group == job.group and j.order < job.order
                 ]
                 assert not earlier, "FIFO order violated"
-                busy = [c for c, _ in self.held.values() if c.group_id == job.group]
+                busy = [c.group_id for c, _ in self.held.values() if c.group_id == job.group]
                 busy += [g for g, _ in self.orphaned.values() if g == job.group]
                 assert not busy, "two jobs of one group in flight"
             self.held[claimed.job_id] = (claimed, self.clock.now + LEASE)

@@ -13,7 +13,7 @@ from typing import Annotated
 import click
 import typer
 
-from qr.cli.commands import deploy, destroy, dev, init, rollback, routes
+from qr.cli.commands import deploy, destroy, dev, init, queues, rollback, routes
 from qr.cli.console import Output
 from qr.cli.errors import QrError
 from qr.runtime import __version__
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.command("init")(init.command)
 app.command("routes")(routes.command)
+app.command("queues")(queues.command)
 app.add_typer(dev.app, name="dev")
 app.command("deploy")(deploy.command)
 app.command("rollback")(rollback.command)

@@ -23,7 +23,9 @@ WebSocket connections). ``url()`` builds URLs on ``base_url``.
 
 ``client.websocket(path)`` opens a WebSocket connection to the project's ``socket/`` handlers
 (the same dispatch ``qr dev`` and Lambda run); ``client.run_schedule(name)`` runs a schedule's
-handler now and returns its result.
+handler now and returns its result. ``client.run_queue(name)`` runs the jobs queued on ``name``
+(by requests, by other jobs) through the real SQLite engine and worker, and ``client.drain()``
+every queue's, returning each run's ``JobOutcome``; ``client.engine`` is that engine.
 
 This module runs only on developer machines (it imports httpx); it is never part of a bundle.
 """
@@ -44,13 +46,14 @@ from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.types import ASGIApp
 
 from qr.runtime import ports, urls
+from qr.runtime._suggest import did_you_mean
 from qr.runtime.http import QrApp, create_app
 from qr.runtime.http.app import DEFAULT_BODY_LIMIT
 from qr.runtime.jobs import run_schedule_job
 from qr.runtime.local.connections import LocalRegistry, LocalSockets
 from qr.runtime.local.engine import Engine
 from qr.runtime.local.websocket import LocalSocketApp
-from qr.runtime.local.worker import LocalQueuePort
+from qr.runtime.local.worker import JobOutcome, LocalQueuePort, Worker
 from qr.runtime.manifest import Manifest, scan
 from qr.runtime.sockets import SocketDispatch
 
@@ -134,6 +137,32 @@ class Client(TestClient):
         connections raise ``starlette.testclient.WebSocketDenialResponse`` (its status code is
         the ``HTTPError`` that ``on_connect`` raised)."""
         return self.websocket_connect(path, **kwargs)
+
+    def run_queue(self, name: str) -> list[JobOutcome]:
+        """Run the jobs of queue ``name`` that are ready now, with the real local engine, until none
+        is (jobs they push to it run too); returns each run's outcome (``ok``, ``retry``, ``dead``)
+        with its result or error. Jobs waiting for a delay or a retry backoff are left queued."""
+        if self.manifest.queue(name) is None:
+            known = [q.name for q in self.manifest.queues]
+            raise KeyError(
+                f"no queue named {name!r}.{did_you_mean(name, known)} "
+                f"(queues: {', '.join(known) or 'none'})"
+            )
+        return self._drain([name])
+
+    def drain(self) -> list[JobOutcome]:
+        """Run every ready job of every queue until none is left (see ``run_queue``)."""
+        return self._drain(None)
+
+    def _drain(self, names: list[str] | None) -> list[JobOutcome]:
+        engine: Engine | None = getattr(self, "engine", None)
+        if engine is None:
+            raise RuntimeError(
+                "run_queue()/drain() need the Client's own local platform; do not pass platform="
+            )
+        worker = Worker(engine, self.manifest.queues)
+        with self._portal_factory() as portal:
+            return portal.call(worker.drain, names)
 
     def run_schedule(self, name: str) -> Any:
         """Run schedule ``name``'s handler now, as its cron would; returns what it returns

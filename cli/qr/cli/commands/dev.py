@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from qr.cli.commands import dev_queues
 from qr.cli.console import Output
 from qr.cli.options import Json, ProjectDir
 from qr.cli.project import find_root
@@ -57,6 +58,10 @@ def serve(
         docker=docker,
     )
     run(options)
+
+
+app.command("queue")(dev_queues.queue)
+app.command("redrive")(dev_queues.redrive)
 
 
 @app.command("schedule")
