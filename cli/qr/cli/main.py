@@ -13,7 +13,18 @@ from typing import Annotated
 import click
 import typer
 
-from qr.cli.commands import deploy, destroy, dev, init, queues, rollback, routes
+from qr.cli.commands import (
+    deploy,
+    destroy,
+    dev,
+    env,
+    init,
+    logs,
+    queues,
+    rollback,
+    routes,
+    status,
+)
 from qr.cli.console import Output
 from qr.cli.errors import QrError
 from qr.runtime import __version__
@@ -34,6 +45,9 @@ app.add_typer(dev.app, name="dev")
 app.command("deploy")(deploy.command)
 app.command("rollback")(rollback.command)
 app.command("destroy")(destroy.command)
+app.command("logs")(logs.command)
+app.command("status")(status.command)
+app.add_typer(env.app, name="env")
 
 _state = {"debug": False}
 

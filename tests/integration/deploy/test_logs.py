@@ -1,0 +1,200 @@
+"""qr logs against CloudWatch Logs in a moto server (which has no live tail: the fallback runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from qr.cli.console import Output
+from qr.cli.deploy import logs
+from qr.cli.deploy.aws import Aws
+from qr.cli.errors import QrError
+from qr.cli.main import main
+
+pytestmark = pytest.mark.integration
+
+GROUP = "/aws/lambda/app-production"
+
+
+def put(aws: Aws, *events: tuple[int, str], stream: str = "s1") -> None:
+    client = aws.client("logs")
+    with contextlib.suppress(botocore.exceptions.ClientError):
+        client.create_log_stream(logGroupName=GROUP, logStreamName=stream)
+    client.put_log_events(
+        logGroupName=GROUP,
+        logStreamName=stream,
+        logEvents=[{"timestamp": ts, "message": message} for ts, message in events],
+    )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Throttling:
+    """Delegates to the real client after failing the first ``failures`` calls with throttling."""
+
+    def __init__(self, client: Any, failures: int) -> None:
+        self.client = client
+        self.failures = failures
+
+    def filter_log_events(self, **request: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                "FilterLogEvents",
+            )
+        return self.client.filter_log_events(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_polling_never_repeats_and_picks_up_late_events(aws: Aws) -> None:
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    base = now_ms() - 10_000
+    put(aws, (base, "one"), (base + 1, "two"))
+    poller = logs.Poller(aws.client("logs"), GROUP, start_ms=base - 1000, sleep=lambda s: None)
+    assert [e.message for e in poller.fetch()] == ["one", "two"]
+    assert poller.fetch() == []
+    # a later event, and one that arrives late with an earlier timestamp on another stream
+    put(aws, (base + 5000, "three"))
+    put(aws, (base + 2, "late"), stream="s2")
+    assert [e.message for e in poller.fetch()] == ["late", "three"]
+    assert poller.fetch() == []
+
+
+def test_throttling_backs_off_and_continues(aws: Aws) -> None:
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    put(aws, (now_ms(), "hello"))
+    slept: list[float] = []
+    poller = logs.Poller(
+        Throttling(aws.client("logs"), failures=3),
+        GROUP,
+        start_ms=now_ms() - 60_000,
+        interval=1,
+        max_delay=3,
+        sleep=slept.append,
+    )
+    assert [e.message for e in poller.fetch()] == ["hello"]
+    assert slept == [1, 2, 3]
+    assert poller.throttled == 3
+
+
+def test_follow_falls_back_to_polling_without_live_tail(aws: Aws) -> None:
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    put(aws, (now_ms() - 1000, "before"))
+    polls = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 1:
+            put(aws, (now_ms(), "after"))
+        else:
+            raise Stop
+
+    stream = io.StringIO()
+    poller = logs.Poller(aws.client("logs"), GROUP, start_ms=now_ms() - 60_000, sleep=sleep)
+    seen: list[str] = []
+    with pytest.raises(Stop):
+        for event in logs.follow(
+            aws.client("logs"),
+            GROUP,
+            start_ms=0,
+            pattern=None,
+            out=Output(stream, rich=False),
+            poller=poller,
+        ):
+            seen.append(event.message)
+    assert seen == ["before", "after"]
+    assert "live tail unavailable" in stream.getvalue()
+    assert "polling every 2s" in stream.getvalue()
+
+
+def test_a_missing_log_group_is_explained(aws: Aws) -> None:
+    poller = logs.Poller(aws.client("logs"), GROUP, start_ms=0)
+    with pytest.raises(QrError, match="log group /aws/lambda/app-production does not exist"):
+        poller.fetch()
+
+
+def test_qr_logs_from_a_scratch_project(
+    tmp_path: Path, aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "demo"
+    with pytest.raises(SystemExit):
+        main(["init", str(root), "--yes", "--name", "app"])
+    code, _, err = _run(capsys, "logs", "-C", str(root))
+    assert code == 1 and "does not exist" in err, err
+
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    put(
+        aws,
+        (now_ms() - 7_200_000, "too old"),
+        (now_ms() - 1000, '{"level":"ERROR","message":"charge failed","request_id":"job-7"}'),
+        (now_ms(), "REPORT RequestId: job-7 Duration: 3 ms"),
+    )
+    code, out, err = _run(capsys, "logs", "-C", str(root))
+    assert code == 0, err
+    assert "too old" not in out
+    assert "ERROR   [job-7] charge failed" in out
+    assert "REPORT RequestId" in out
+    code, out, err = _run(
+        capsys, "logs", "--since", "3h", "--filter", "charge failed", "-C", str(root)
+    )
+    assert code == 0, err
+    assert "charge failed" in out and "REPORT" not in out and "too old" not in out
+    code, out, err = _run(capsys, "logs", "--since", "soon", "-C", str(root))
+    assert code == 1 and "not a duration" in err
+
+
+def test_qr_logs_tail_streams_until_ctrl_c(tmp_path: Path, aws: Aws) -> None:
+    root = tmp_path / "demo"
+    root.mkdir()
+    (root / "qr.yaml").write_text("name: app\n")
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    put(aws, (now_ms(), "first line"))
+    with subprocess.Popen(
+        [sys.executable, "-m", "qr.cli", "logs", "--tail", "-C", str(root)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "first line" in line:
+                put(aws, (now_ms(), "second line"))
+            if "second line" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate()
+    out = "".join(lines) + rest
+    assert process.returncode == 0, err
+    assert "live tail unavailable" in out
+    assert out.count("first line") == 1
+    assert out.rstrip().endswith("stopped")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([*args])
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0), out, err
