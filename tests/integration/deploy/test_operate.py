@@ -114,7 +114,11 @@ def test_status_shows_versions_queues_and_schedules(
     assert code == 0, err
     data = json.loads(out)
     assert data["deployed"] is True
-    assert (data["current_version"], data["latest_version"], data["up_to_date"]) == ("1", "3", False)
+    assert (data["current_version"], data["latest_version"], data["up_to_date"]) == (
+        "1",
+        "3",
+        False,
+    )
     assert data["queues"] == [
         {
             "name": "emails",
