@@ -29,6 +29,7 @@ _KINDS = {
 }
 
 
+FLUSH_INTERVAL = 0.05
 _ANSI = {"cyan": "36", "magenta": "35", "blue": "34", "yellow": "33", "green": "32", "red": "31"}
 
 
@@ -43,6 +44,8 @@ class DevLog:
         self._lock = threading.Lock()
         self._second = -1
         self._stamp = ""
+        self._dirty = False
+        self._flusher: threading.Thread | None = None
 
     def line(self, kind: str, style: str, message: str, *, failed: bool = False) -> None:
         now = int(self.clock())
@@ -56,7 +59,32 @@ class DevLog:
             else:
                 text = f"{self._stamp} {kind:<5} {message}\n"
             self.out.stream.write(text)
+            self._dirty = True
+        if self._flusher is None:
+            self._start_flusher()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._dirty = False
             self.out.stream.flush()
+
+    def _start_flusher(self) -> None:
+        """Flush at most every ``FLUSH_INTERVAL`` s (a write syscall per line would cost more
+        than the line under load; 50 ms is too short to notice on a terminal)."""
+        with self._lock:
+            if self._flusher is not None:
+                return
+            self._flusher = threading.Thread(target=self._flush_loop, name="qr-log", daemon=True)
+        self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            if self._dirty:
+                try:
+                    self.flush()
+                except (OSError, ValueError):  # the stream was closed
+                    return
 
     def info(self, message: str) -> None:
         self.line("DEV", "green", message)

@@ -174,6 +174,7 @@ class DevServer:
         self.engine.close()
         remove_state(self.root)
         set_platform(None)
+        self.log.flush()
 
     def listening(self, host: str, port: int) -> None:
         """Called once uvicorn is bound: tell the user where, and leave server.json."""
