@@ -164,6 +164,14 @@ def test_job_pushed_over_http_reaches_the_websocket(dev: DevProcess) -> None:
     _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
 
 
+def test_job_pushed_with_qr_dev_queue_reaches_the_websocket(dev: DevProcess) -> None:
+    with _ws(dev, "u4") as ws:
+        result = dev.qr("dev", "queue", "notify", '{"user": "u4", "n": 8}', "--json")
+        assert result.returncode == 0, result.stderr
+        job_id = json.loads(result.stdout)["job_id"]
+        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 8, "job_id": job_id}
+
+
 def test_oversized_message_closes_1009_and_the_server_goes_on(dev: DevProcess) -> None:
     with _ws(dev, "u3") as ws, pytest.raises(ConnectionClosed) as info:
         ws.send("x" * (128 * 1024 + 1))
