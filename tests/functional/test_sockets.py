@@ -158,6 +158,7 @@ def test_authentication_presence_and_user_fanout(client: TestClient) -> None:
     with client.websocket_connect("/") as first, client.websocket_connect("/") as second:
         login(first, "alice")
         login(second, "alice")
+        # the welcome authenticate sent arrives only once the user is bound
         assert socket.is_online("alice")
         assert not socket.is_online("bob")
         first.send_text("hello")

@@ -15,7 +15,8 @@ Two halves, both platform-neutral (they reach connections only through ``qr.runt
   2. ``receive(connection_id, data)`` - one message: size check (API Gateway's 128 KB), parse
      (JSON when it parses, else text; bytes stay bytes), ``authenticate`` until it returns a user
      (binding the user, ``on_online`` when the user came online; the authenticating message is
-     consumed), then ``socket/<action>.py`` for ``{"action": ...}`` JSON or ``socket/index.py``.
+     consumed; what ``authenticate`` sends with ``socket.send`` is delivered after the user is
+     bound, so a client that waits for that acknowledgement is reachable through its user), then ``socket/<action>.py`` for ``{"action": ...}`` JSON or ``socket/index.py``.
      A handler's non-``None`` return value is sent back to the connection. Failures never
      propagate: the client gets ``{"error": ..., "request_id": ...}`` (and, for a failed
      authentication, the connection is closed with ``4000 + status``).
@@ -50,6 +51,8 @@ from qr.runtime.ports import get_platform
 MAX_MESSAGE_BYTES = 128 * 1024
 """API Gateway's WebSocket message payload limit (frames are limited to 32 KB)."""
 MAX_FRAME_BYTES = 32 * 1024
+_HELD = "held_messages"
+"""``Invocation.extra`` key: messages ``authenticate`` sent, delivered after it returns."""
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
 
@@ -125,6 +128,11 @@ class Socket:
     def send(self, data: object) -> int:
         """Send to the current user's connections, or the current connection before auth."""
         payload = encode(data)
+        now = context.current()
+        held = now.extra.get(_HELD) if now is not None else None
+        if isinstance(held, list):  # inside authenticate: delivered once the user is bound
+            held.append(payload)
+            return 1
         return _deliver(self._current_connections("socket.send()"), payload)
 
     def to(self, user_ids: str | int | Iterable[str | int]) -> SocketTarget:
@@ -322,14 +330,22 @@ class SocketDispatch:
             "request": request,
             "request_id": request_id,
         }
+        held: list[Payload] = []
         invocation = context.Invocation(
-            "socket", request_id, None, connection_id, None, file, {"event": "authenticate"}
+            "socket",
+            request_id,
+            None,
+            connection_id,
+            None,
+            file,
+            {"event": "authenticate", _HELD: held},
         )
         platform = get_platform("WebSocket authentication")
         try:
             with context.invocation(invocation):
                 user = await call_with(function, values)
         except HTTPError as exc:
+            self._release(connection_id, held)
             self._reply(connection_id, {"error": exc.detail, "status": exc.status})
             platform.sockets.close(connection_id, 4000 + exc.status, str(exc.detail)[:120])
             self._emit(
@@ -338,14 +354,17 @@ class SocketDispatch:
             return True
         except Exception as exc:
             self._log_crash(file, request_id, exc)
+            self._release(connection_id, held)
             self._reply(connection_id, _crash_body(request_id))
             self._emit(
                 "authenticate", connection_id, request_id, started, file=file, error=_short(exc)
             )
             return True
         if user is None:
+            self._release(connection_id, held)
             return False
         if not isinstance(user, Mapping) or user.get("id") is None:
+            self._release(connection_id, held)
             error = (
                 f"authenticate() in {file} must return a dict with an 'id' or None, got {user!r}"
             )
@@ -356,6 +375,7 @@ class SocketDispatch:
         user_id = str(user["id"])
         self._users[connection_id] = user
         came_online = platform.connections.bind_user(connection_id, user_id)
+        self._release(connection_id, held)
         failure = None
         if came_online:
             failure = await self._run_hook(
@@ -451,6 +471,12 @@ class SocketDispatch:
             return None
         cached = self._users.get(connection_id)
         return cached if cached is not None else {"id": user_id}
+
+    def _release(self, connection_id: str, held: list[Payload]) -> None:
+        port = get_platform("a WebSocket reply").sockets
+        for payload in held:
+            port.send(connection_id, payload)
+        held.clear()
 
     def _reply(self, connection_id: str, data: object) -> None:
         try:
