@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 
 import pytest
-from starlette.types import Message, Scope
 
 from qr.runtime.testing import Client
+from tests import asgi
 from tests.conftest import MakeProject
 
 OpenClient = Callable[..., Client]
@@ -340,8 +340,6 @@ def test_cache_config_sets_cache_control(open_client: OpenClient) -> None:
 
 
 def test_request_id_comes_from_the_platform_scope(make_project: MakeProject) -> None:
-    import anyio
-
     from qr.runtime.http import create_app
     from qr.runtime.manifest import scan
 
@@ -349,24 +347,7 @@ def test_request_id_comes_from_the_platform_scope(make_project: MakeProject) -> 
         {"qr.yaml": "name: app\n", "api/id.py": "def get(request_id): return request_id"}
     )
     app = create_app(scan(root))
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: Scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/id",
-        "raw_path": b"/id",
-        "query_string": b"",
-        "headers": [],
-        "state": {"request_id": "lambda-req-1"},
-    }
-    anyio.run(app, scope, receive, send)
+    sent, _ = asgi.call(app, asgi.http_scope("/id", state={"request_id": "lambda-req-1"}))
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b"lambda-req-1"
 
@@ -480,8 +461,6 @@ def test_broken_project_raises_project_error(make_project: MakeProject) -> None:
 def test_platform_deadline_shortens_the_route_timeout(make_project: MakeProject) -> None:
     import time
 
-    import anyio
-
     from qr.runtime.http import create_app
     from qr.runtime.manifest import scan
 
@@ -492,24 +471,8 @@ def test_platform_deadline_shortens_the_route_timeout(make_project: MakeProject)
         }
     )
     app = create_app(scan(root))
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: Scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/slow",
-        "raw_path": b"/slow",
-        "query_string": b"",
-        "headers": [],
-        "state": {"deadline": time.monotonic() + 0.05},  # e.g. Lambda's remaining time
-    }
-    anyio.run(app, scope, receive, send)
+    # e.g. Lambda's remaining time
+    sent, _ = asgi.call(app, asgi.http_scope("/slow", state={"deadline": time.monotonic() + 0.05}))
     assert sent[0]["status"] == 504
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import anyio
 import pytest
-from starlette.types import Message, Scope
 
 from qr.runtime.http import create_app
 from qr.runtime.manifest import scan
 from qr.runtime.testing import Client
+from tests import asgi
 from tests.conftest import MakeProject
 
 ECHO = """
@@ -190,27 +189,14 @@ def test_chunked_body_over_the_limit_is_413_without_reading_the_rest(
     # At the ASGI level: the test client buffers request bodies, a server streams them.
     root = make_project({"qr.yaml": "name: app\n", "api/echo.py": ECHO})
     app = create_app(scan(root), body_limit=1024 * 1024)
-    received: list[int] = []
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        received.append(1)
-        return {"type": "http.request", "body": b"y" * 65536, "more_body": len(received) < 64}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: Scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/echo",
-        "raw_path": b"/echo",
-        "query_string": b"",
-        "headers": [(b"content-type", b"text/plain"), (b"transfer-encoding", b"chunked")],
-    }
-    anyio.run(app, scope, receive, send)
+    scope = asgi.http_scope(
+        "/echo",
+        method="POST",
+        headers=[(b"content-type", b"text/plain"), (b"transfer-encoding", b"chunked")],
+    )
+    sent, asked = asgi.call(app, scope, [b"y" * 65536] * 64)
     assert sent[0]["status"] == 413
-    assert len(received) == 17  # 16 chunks fill the 1 MB limit; the 17th goes over
+    assert asked == 17  # 16 chunks fill the 1 MB limit; the 17th goes over
 
 
 def test_seven_megabyte_body_with_the_default_limit_is_413(make_project: MakeProject) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 
-import anyio
 import pytest
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from qr.runtime.http import create_app
 from qr.runtime.manifest import scan
 from qr.runtime.testing import Client
+from tests import asgi
 from tests.conftest import MakeProject
 
 AUTH = """
@@ -260,8 +260,7 @@ def test_literal_dot_dot_in_the_raw_path_is_refused(make_project: MakeProject) -
     root = make_project(
         {"qr.yaml": "name: app\n", "api/files/[...path].py": "def get(path): return path"}
     )
-    sent: list[Message] = []
-    anyio.run(_call, create_app(scan(root)), _scope("/files/../etc/passwd"), sent)
+    sent, _ = asgi.call(create_app(scan(root)), asgi.http_scope("/files/../etc/passwd"))
     assert sent[0]["status"] == 400
 
 
@@ -280,30 +279,6 @@ def test_invalid_utf8_in_the_path_is_400(path_client: Client) -> None:
     assert path_client.get("/tags/%FF%FE").status_code == 400
 
 
-async def _call(app: object, scope: Scope, sent: list[Message]) -> None:
-    messages = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> Message:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    assert callable(app)
-    await app(scope, receive, send)
-
-
-def _scope(raw_path: str, kind: str = "http") -> Scope:
-    return {
-        "type": kind,
-        "method": "GET",
-        "path": raw_path,
-        "raw_path": raw_path.encode(),
-        "query_string": b"",
-        "headers": [],
-    }
-
-
 def test_websocket_scope_goes_to_the_socket_app(make_project: MakeProject) -> None:
     root = make_project({"qr.yaml": "name: app\n", "api/index.py": "def get(): return 'x'"})
     seen: list[str] = []
@@ -312,16 +287,15 @@ def test_websocket_scope_goes_to_the_socket_app(make_project: MakeProject) -> No
         seen.append(scope["type"])
         await send({"type": "websocket.close", "code": 4000})
 
-    sent: list[Message] = []
-    anyio.run(_call, create_app(scan(root), websocket=socket_app), _scope("/", "websocket"), sent)
+    app = create_app(scan(root), websocket=socket_app)
+    sent, _ = asgi.call(app, asgi.http_scope("/", kind="websocket"))
     assert seen == ["websocket"]
     assert sent == [{"type": "websocket.close", "code": 4000}]
 
 
 def test_websocket_scope_without_a_socket_app_is_closed(make_project: MakeProject) -> None:
     root = make_project({"qr.yaml": "name: app\n", "api/index.py": "def get(): return 'x'"})
-    sent: list[Message] = []
-    anyio.run(_call, create_app(scan(root)), _scope("/", "websocket"), sent)
+    sent, _ = asgi.call(create_app(scan(root)), asgi.http_scope("/", kind="websocket"))
     assert sent[0]["type"] == "websocket.close"
 
 

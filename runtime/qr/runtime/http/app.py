@@ -204,9 +204,14 @@ class QrApp:
                 ),
                 cors_headers,
             )
-        response = await self.run(
-            endpoint, function, request, limited, match.params, request_id, platform_deadline
+        timeout = endpoint.config.timeout
+        now = time.monotonic()
+        if platform_deadline is not None:
+            timeout = max(0.0, min(timeout, platform_deadline - now))
+        exchange = _Exchange(
+            endpoint, function, request, limited, match.params, request_id, timeout, now + timeout
         )
+        response = await self.run(exchange)
         if (
             endpoint.config.cache is not None
             and method in ("GET", "HEAD")
@@ -216,71 +221,37 @@ class QrApp:
             response.headers["cache-control"] = endpoint.config.cache
         return _with(response, cors_headers)
 
-    async def run(
-        self,
-        endpoint: Endpoint,
-        function: Callable[..., Any],
-        request: Request,
-        limited: LimitedReceive,
-        params: dict[str, str | list[str]],
-        request_id: str,
-        platform_deadline: float | None,
-    ) -> StarletteResponse:
-        timeout = endpoint.config.timeout
-        now = time.monotonic()
-        if platform_deadline is not None:
-            timeout = max(0.0, min(timeout, platform_deadline - now))
-        deadline = now + timeout
-        hooks = endpoint.hooks
-        user: Mapping[str, Any] | None = None
+    async def run(self, ex: _Exchange) -> StarletteResponse:
         invocation = context.Invocation(
-            "http", request_id, None, deadline=deadline, handler=endpoint.route.file
+            "http", ex.request_id, None, deadline=ex.deadline, handler=ex.endpoint.route.file
         )
         with context.invocation(invocation):
             try:
-                self.check_body(endpoint, request)
-                response = await self.within(
-                    timeout, endpoint, function, request, limited, params, request_id, deadline
-                )
+                self.check_body(ex.endpoint, ex.request)
+                response = await self.within(ex)
             except HTTPError as exc:
                 response = error_response(exc)
             except BodyTooLarge as exc:
                 response = _too_large(exc.limit)
             except Exception as exc:
-                response = await self.failed(endpoint, exc, request, request_id)
+                response = await self.failed(ex, exc)
             finally:
-                if request.method not in BODYLESS_METHODS:
-                    await request.close()  # uploaded files of a form
-            current = context.current()
-            user = current.user if current is not None else None
-            if hooks.on_response is not None:
-                response = await self.after(endpoint, request, response, user, request_id)
+                if ex.request.method not in BODYLESS_METHODS:
+                    await ex.request.close()  # uploaded files of a form
+            if ex.endpoint.hooks.on_response is not None:
+                response = await self.after(ex, response)
         return response
 
-    async def within(
-        self,
-        timeout: float,
-        endpoint: Endpoint,
-        function: Callable[..., Any],
-        request: Request,
-        limited: LimitedReceive,
-        params: dict[str, str | list[str]],
-        request_id: str,
-        deadline: float,
-    ) -> StarletteResponse:
-        """``call`` within ``timeout`` seconds, else a 504."""
-        watch = self.deadlines.watch(timeout)
+    async def within(self, ex: _Exchange) -> StarletteResponse:
+        """``call`` within the exchange's timeout, else a 504."""
+        watch = self.deadlines.watch(ex.timeout)
         if watch is None:  # not on asyncio
-            with anyio.move_on_after(timeout) as scope:
-                return await self.call(
-                    endpoint, function, request, limited, params, request_id, deadline
-                )
+            with anyio.move_on_after(ex.timeout) as scope:
+                return await self.call(ex)
             expired = scope.cancelled_caught
         else:
             try:
-                return await self.call(
-                    endpoint, function, request, limited, params, request_id, deadline
-                )
+                return await self.call(ex)
             except asyncio.CancelledError:
                 if not watch.expired:
                     raise
@@ -291,15 +262,15 @@ class QrApp:
         assert expired
         error_log.error(
             "%s %s took longer than its timeout of %gs (%s)",
-            request.method,
-            request.url.path,
-            timeout,
-            endpoint.where,
+            ex.request.method,
+            ex.request.url.path,
+            ex.timeout,
+            ex.endpoint.where,
         )
         return json_response(
             {
-                "error": f"Gateway Timeout: the handler did not finish within {timeout:g}s",
-                "request_id": request_id,
+                "error": f"Gateway Timeout: the handler did not finish within {ex.timeout:g}s",
+                "request_id": ex.request_id,
             },
             504,
         )
@@ -320,17 +291,9 @@ class QrApp:
                     f"{', '.join(accepts)}",
                 )
 
-    async def call(
-        self,
-        endpoint: Endpoint,
-        function: Callable[..., Any],
-        request: Request,
-        limited: LimitedReceive,
-        params: dict[str, str | list[str]],
-        request_id: str,
-        deadline: float,
-    ) -> StarletteResponse:
-        hooks = endpoint.hooks
+    async def call(self, ex: _Exchange) -> StarletteResponse:
+        hooks = ex.endpoint.hooks
+        request = ex.request
         user: Mapping[str, Any] | None = None
         if hooks.authenticate is not None:
             bearer, username, password = middleware.credentials(
@@ -345,18 +308,21 @@ class QrApp:
                     "cookies": request.cookies,
                     "request": request,
                     "headers": request.headers,
-                    "request_id": request_id,
+                    "request_id": ex.request_id,
                 },
             )
-            user = middleware.normalize_user(found, endpoint.route.middleware["authenticate"] or "")
+            where = ex.endpoint.route.middleware["authenticate"] or ""
+            user = middleware.normalize_user(found, where)
             context.update_user(user)
         if hooks.on_request is not None:
             early = await call_with(
-                hooks.on_request, {"request": request, "user": user, "request_id": request_id}
+                hooks.on_request, {"request": request, "user": user, "request_id": ex.request_id}
             )
             if early is not None:
                 return render(early)
+        function = ex.function
         signature = parameters(function)
+        params = ex.params
         values: dict[str, object] = {}
         for name in signature.names:
             if name in params:
@@ -364,7 +330,7 @@ class QrApp:
             elif name == "request":
                 values[name] = request
             elif name == "body":
-                values[name] = await parse_body(request, limited)
+                values[name] = await parse_body(request, ex.limited)
             elif name == "params":
                 values[name] = params
             elif name == "query":
@@ -376,38 +342,35 @@ class QrApp:
             elif name == "user":
                 values[name] = user
             elif name == "request_id":
-                values[name] = request_id
+                values[name] = ex.request_id
             elif name == "deadline":
-                values[name] = deadline
+                values[name] = ex.deadline
         if signature.is_async:
             return render(await function(**values))
         return render(await in_thread(function, values))
 
-    async def failed(
-        self, endpoint: Endpoint, error: Exception, request: Request, request_id: str
-    ) -> StarletteResponse:
+    async def failed(self, ex: _Exchange, error: Exception) -> StarletteResponse:
         if isinstance(error, BadUser):
             error_log.error("%s", error)
         else:
             error_log.error(
                 "unhandled %s in %s %s (%s)",
                 type(error).__name__,
-                request.method,
-                request.url.path,
-                endpoint.where,
+                ex.request.method,
+                ex.request.url.path,
+                ex.endpoint.where,
                 exc_info=error,
             )
-        hook = endpoint.hooks.on_error
+        hook = ex.endpoint.hooks.on_error
         if hook is not None:
-            current = context.current()
             try:
                 answer = await call_with(
                     hook,
                     {
                         "error": error,
-                        "request": request,
-                        "user": current.user if current else None,
-                        "request_id": request_id,
+                        "request": ex.request,
+                        "user": _current_user(),
+                        "request_id": ex.request_id,
                     },
                 )
                 if answer is not None:
@@ -415,34 +378,72 @@ class QrApp:
             except HTTPError as exc:
                 return error_response(exc)
             except Exception as exc:
-                error_log.error(
-                    "on_error failed (%s)", endpoint.route.middleware.get("on_error"), exc_info=exc
-                )
-        body: dict[str, object] = {"error": "Internal Server Error", "request_id": request_id}
+                where = ex.endpoint.route.middleware.get("on_error")
+                error_log.error("on_error failed (%s)", where, exc_info=exc)
+        body: dict[str, object] = {"error": "Internal Server Error", "request_id": ex.request_id}
         if self.dev:
             body["traceback"] = "".join(traceback.format_exception(error))
         return json_response(body, 500)
 
-    async def after(
-        self,
-        endpoint: Endpoint,
-        request: Request,
-        response: StarletteResponse,
-        user: Mapping[str, Any] | None,
-        request_id: str,
-    ) -> StarletteResponse:
-        hook = endpoint.hooks.on_response
+    async def after(self, ex: _Exchange, response: StarletteResponse) -> StarletteResponse:
+        hook = ex.endpoint.hooks.on_response
         assert hook is not None
         try:
             replaced = await call_with(
                 hook,
-                {"request": request, "response": response, "user": user, "request_id": request_id},
+                {
+                    "request": ex.request,
+                    "response": response,
+                    "user": _current_user(),
+                    "request_id": ex.request_id,
+                },
             )
         except HTTPError as exc:
             return error_response(exc)
         except Exception as exc:
-            return await self.failed(endpoint, exc, request, request_id)
+            return await self.failed(ex, exc)
         return response if replaced is None else render(replaced)
+
+
+class _Exchange:
+    """One request on its way through a route: what every stage needs."""
+
+    __slots__ = (
+        "deadline",
+        "endpoint",
+        "function",
+        "limited",
+        "params",
+        "request",
+        "request_id",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        function: Callable[..., Any],
+        request: Request,
+        limited: LimitedReceive,
+        params: dict[str, str | list[str]],
+        request_id: str,
+        timeout: float,
+        deadline: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.function = function
+        self.request = request
+        self.limited = limited
+        self.params = params
+        self.request_id = request_id
+        self.timeout = timeout
+        self.deadline = deadline
+        """``time.monotonic()`` by which the handler must finish."""
+
+
+def _current_user() -> Mapping[str, Any] | None:
+    current = context.current()
+    return current.user if current is not None else None
 
 
 def create_app(
