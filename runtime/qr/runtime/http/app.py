@@ -255,10 +255,11 @@ class QrApp:
             except asyncio.CancelledError:
                 if not watch.expired:
                     raise
-                watch.absorb()
                 expired = True
             finally:
                 watch.close()
+                if watch.expired:  # also when the handler swallowed the cancellation
+                    watch.absorb()
         assert expired
         error_log.error(
             "%s %s took longer than its timeout of %gs (%s)",
@@ -327,24 +328,12 @@ class QrApp:
         for name in signature.names:
             if name in params:
                 values[name] = params[name]
-            elif name == "request":
-                values[name] = request
             elif name == "body":
                 values[name] = await parse_body(request, ex.limited)
-            elif name == "params":
-                values[name] = params
-            elif name == "query":
-                values[name] = request.query_params
-            elif name == "headers":
-                values[name] = request.headers
-            elif name == "cookies":
-                values[name] = request.cookies
-            elif name == "user":
-                values[name] = user
-            elif name == "request_id":
-                values[name] = ex.request_id
-            elif name == "deadline":
-                values[name] = ex.deadline
+            else:
+                source = _SOURCES.get(name)
+                if source is not None:
+                    values[name] = source(ex, user)
         if signature.is_async:
             return render(await function(**values))
         return render(await in_thread(function, values))
@@ -439,6 +428,19 @@ class _Exchange:
         self.timeout = timeout
         self.deadline = deadline
         """``time.monotonic()`` by which the handler must finish."""
+
+
+# Injectable name -> its value for one exchange (``body`` is parsed separately: it is awaited).
+_SOURCES: Mapping[str, Callable[[_Exchange, Mapping[str, Any] | None], object]] = {
+    "request": lambda ex, user: ex.request,
+    "params": lambda ex, user: ex.params,
+    "query": lambda ex, user: ex.request.query_params,
+    "headers": lambda ex, user: ex.request.headers,
+    "cookies": lambda ex, user: ex.request.cookies,
+    "user": lambda ex, user: user,
+    "request_id": lambda ex, user: ex.request_id,
+    "deadline": lambda ex, user: ex.deadline,
+}
 
 
 def _current_user() -> Mapping[str, Any] | None:
