@@ -115,7 +115,7 @@ class EngineMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.held))
     @rule(data=st.data())
     def ack(self, data: st.DataObject) -> None:
-        job_id = data.draw(st.sampled_from(sorted(self.held)))
+        job_id = self._pick_held(data)
         claimed, _ = self.held.pop(job_id)
         assert self.engine.ack(claimed)
         del self.live[job_id]
@@ -124,7 +124,7 @@ class EngineMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.held))
     @rule(data=st.data())
     def fail(self, data: st.DataObject) -> None:
-        job_id = data.draw(st.sampled_from(sorted(self.held)))
+        job_id = self._pick_held(data)
         claimed, _ = self.held.pop(job_id)
         outcome = self.engine.fail(claimed, "boom", max_attempts=MAX_ATTEMPTS, backoff=BACKOFF)
         if self.live[job_id].received >= MAX_ATTEMPTS:
@@ -146,6 +146,11 @@ class EngineMachine(RuleBasedStateMachine):
         for job_id, (claimed, until) in self.held.items():
             self.orphaned[job_id] = (claimed.group_id, until)
         self.held.clear()
+
+    def _pick_held(self, data: st.DataObject) -> str:
+        """An index into the held jobs in push order (job ids are random: never draw them)."""
+        held = sorted(self.held, key=lambda job_id: self.live[job_id].order)
+        return held[data.draw(st.integers(0, len(held) - 1))]
 
     # -- checks ----------------------------------------------------------------------------
 
