@@ -17,6 +17,7 @@ from qr.cli.commands import (
     deploy,
     destroy,
     dev,
+    domain,
     env,
     init,
     logs,
@@ -48,6 +49,7 @@ app.command("destroy")(destroy.command)
 app.command("logs")(logs.command)
 app.command("status")(status.command)
 app.add_typer(env.app, name="env")
+app.add_typer(domain.app, name="domain")
 
 _state = {"debug": False}
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import typer
 
 from qr.cli.console import Output
 from qr.cli.deploy.aws import Aws
+from qr.cli.deploy.domain import certificate_ready, show_records
 from qr.cli.deploy.terraform import PlanSummary, Terraform, TerraformBinary, find_terraform
 from qr.cli.deploy.versions import (
     ALIAS,
@@ -48,6 +50,7 @@ BuildStep = Callable[[Path, str], Path]
 """``(root, stage) -> terraform directory`` of the rendered stage."""
 
 BACKEND_OVERRIDE = "qr_backend_override.tf"
+_BACKEND = re.compile(r'^\s*backend\s+"', re.MULTILINE)
 _SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "±", "read": "<="}
 
 
@@ -198,6 +201,8 @@ class Deployer:
         binary = self._binary or find_terraform(self.env)
         directory = self.build(self.root, self.stage)
         self._write_backend(directory)
+        stage = self.config.stage(self.stage)
+        certificate_ready(self.aws, directory, stage.domain if stage.zone is None else None)
         self.env.setdefault("TF_PLUGIN_CACHE_DIR", str(_plugin_cache()))
         Path(self.env["TF_PLUGIN_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
         terraform = Terraform(
@@ -208,7 +213,15 @@ class Deployer:
         return terraform
 
     def _write_backend(self, directory: Path) -> None:
-        """Where the state lives: never inside the build directory, which is re-rendered."""
+        """Where the state lives: never inside the build directory, which is re-rendered.
+
+        ``qr build`` declares the backend itself; a configuration without one (written by hand or
+        by an older qr) gets the same one from an override file.
+        """
+        override = directory / BACKEND_OVERRIDE
+        override.unlink(missing_ok=True)
+        if any(_BACKEND.search(p.read_text(encoding="utf-8")) for p in directory.glob("*.tf")):
+            return
         backend = self.config.backend
         if backend is None:
             state = self.root / ".qr" / "state" / self.stage / "terraform.tfstate"
@@ -226,7 +239,7 @@ class Deployer:
                 "  }\n"
             )
         text = f"# Written by qr deploy: where Terraform keeps this stage's state.\nterraform {{\n{body}}}\n"
-        (directory / BACKEND_OVERRIDE).write_text(text, encoding="utf-8")
+        override.write_text(text, encoding="utf-8")
 
     def _show_plan(self, summary: PlanSummary) -> None:
         changes = [c for c in summary.changes if c.action not in ("noop", "read")]
@@ -280,6 +293,9 @@ class Deployer:
             if result.outputs.get(key):
                 self.out.line(f"  {label:<10} {result.outputs[key]}")
         self.out.line(f"  record     {record.summary}")
+        records = result.outputs.get("dns_records") or []
+        if records:
+            show_records(self.out, "DNS records to create (no Route53 zone in qr.yaml)", records)
 
 
 def _identity(aws: Aws) -> str | None:
