@@ -19,9 +19,13 @@ next invocation tries again. ``reload(manifest)`` repeats stage 2 and restarts t
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import re
 import shutil
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -122,6 +126,7 @@ class DockerFunction:
         self.image: BuiltImage | None = None
         self.pool: ContainerPool | None = None
         self.aws_server: LocalAwsServer | None = None
+        self._lifecycle = threading.Lock()
         config = manifest.config
         self.function_name = f"{config.name}-{STAGE}"
         self.queue_prefix = f"{self.function_name}-"
@@ -133,6 +138,7 @@ class DockerFunction:
             self.client = connect()
         config = self.manifest.config
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        log.info("building the deploy bundle for the containers")
         task = self.package(self.manifest, self.work_dir)
         base = self.settings.base_image or default_base_image(config.python_version)
         builder = ImageBuilder(self.client, self.image_cache, log=log.info)
@@ -163,24 +169,35 @@ class DockerFunction:
             on_log=_log_line,
         )
         self.pool.start()
+        log.info(
+            "%d warm container(s) of %s running %s",
+            self.pool.warm_count(),
+            self.image.tag,
+            self.handler,
+        )
         self._report_crash()
 
     def reload(self, manifest: Manifest) -> None:
-        """New code: a new task dir, then fresh containers."""
-        self.manifest = manifest
-        if self.pool is None:
-            return
-        self.pool.config.task_dir = self.package(manifest, self.work_dir)
-        self.pool.restart()
-        self._report_crash()
+        """New code: a new task dir, then fresh containers (one reload at a time)."""
+        with self._lifecycle:
+            self.manifest = manifest
+            if self.pool is None:
+                return
+            started = time.perf_counter()
+            self.pool.config.task_dir = self.package(manifest, self.work_dir)
+            self.pool.restart()
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info("containers restarted with the new code in %.0f ms", elapsed)
+            self._report_crash()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-        if self.aws_server is not None:
-            self.aws_server.close()
-            self.aws_server = None
+        with self._lifecycle:
+            if self.pool is not None:
+                self.pool.close()
+                self.pool = None
+            if self.aws_server is not None:
+                self.aws_server.close()
+                self.aws_server = None
 
     def environment(self) -> dict[str, str]:
         """What Terraform sets on the function, pointed at the local endpoints."""
@@ -231,4 +248,33 @@ class DockerFunction:
 
 
 def _log_line(line: LogLine) -> None:
-    log.info("%s %s", line.request_id or "init", line.text)
+    """A container's output line on the dev console, with the request id it belongs to.
+
+    qr's JSON log records are shown as ``LEVEL logger: message`` under their own request id.
+    The runtime interface client writes each record without a newline when no Lambda telemetry
+    pipe is there, so several records can arrive as one line: they are split apart here.
+    """
+    for part in _RECORD_START.split(line.text):
+        record = _json_record(part)
+        if record is None:
+            log.info("%s %s", line.request_id or "init", part)
+            continue
+        request_id = record.get("request_id") or line.request_id or "init"
+        text = f"{record.get('level', 'INFO')} {record.get('logger', '')}: {record['message']}"
+        if record.get("error"):
+            text += "\n" + str(record["error"])
+        level = logging.getLevelName(str(record.get("level", "INFO")))
+        log.log(level if isinstance(level, int) else logging.INFO, "%s %s", request_id, text)
+
+
+_RECORD_START = re.compile(r'(?<=\})(?=\{"time": )')
+
+
+def _json_record(text: str) -> dict[str, Any] | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "message" in record else None

@@ -141,6 +141,8 @@ class ContainerPool:
     def restart(self) -> None:
         """Replace every container (new code); waits for the new ones to be warm."""
         with self._lock:
+            if self._closed:
+                return
             old, self._slots = self._slots, [self._new_slot() for _ in range(self.config.size)]
         for slot in old:
             slot.stop()

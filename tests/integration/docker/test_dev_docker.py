@@ -1,0 +1,199 @@
+"""``qr dev --docker`` end to end: a scaffolded project served by a real ``qr dev --docker`` process.
+
+The handlers run in warm containers of the local base image (``scripts/docker-up``) with host
+networking, from the deploy bundle, through ``qr.runtime.aws.entry.handler`` and the production
+AWS adapters pointed at qr's local endpoints. One server for the module; tests run in file order
+and the last one stops it. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from qr.cli.docker.pool import POOL_LABEL
+from tests.integration.docker.conftest import BASE_IMAGE, CACHE
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+T = TypeVar("T")
+WAIT = 60.0
+
+NOTIFY = """
+from qr.runtime import socket
+
+
+def handler(payload, job):
+    print(f"notifying {payload['user']} of job {job.job_id}")
+    socket.to(payload["user"]).send({"job": payload["n"], "job_id": job.job_id})
+"""
+MIDDLEWARE = """
+from qr.runtime import socket
+
+
+def authenticate(data):
+    if isinstance(data, dict) and "user" in data:
+        socket.send({"ready": data["user"]})
+        return {"id": data["user"]}
+    return None
+"""
+PUSH = """
+from qr.runtime import queues
+
+
+def post(body):
+    return {"job_id": queues["notify"].push(body)}
+"""
+
+
+@dataclass
+class DevProcess:
+    root: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def qr(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "qr.cli", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+def _until(check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def dev(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
+    base = tmp_path_factory.mktemp("docker-dev")
+    subprocess.run(
+        [sys.executable, "-m", "qr.cli", "init", str(base / "app"), "--yes"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    root = base / "app"
+    config = root / "qr.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("runtime: python3.12", "runtime: python3.11"), encoding="utf-8")
+    (root / "queues" / "notify.py").write_text(NOTIFY, encoding="utf-8")
+    (root / "socket" / "_middleware.py").write_text(MIDDLEWARE, encoding="utf-8")
+    (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
+    (root / ".env").write_text("GREETING=Hi\n", encoding="utf-8")
+    log = base / "dev.log"
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "QR_DOCKER_BASE_IMAGE": BASE_IMAGE,
+        "QR_DOCKER_NETWORK": "host",
+        "XDG_CACHE_HOME": str(CACHE.parent / "xdg-cache"),
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qr.cli", "dev", "--docker", "--port", "0"],
+            cwd=root,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    state = root / ".qr" / "dev" / "server.json"
+
+    def started() -> str | None:
+        if process.poll() is not None:
+            raise AssertionError(f"qr dev --docker exited:\n{log.read_text()}")
+        return json.loads(state.read_text())["url"] if state.exists() else None
+
+    server = DevProcess(root, process, log, _until(started, "qr dev --docker to listen", 300))
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        for container in docker_client.containers.list(all=True, filters={"label": POOL_LABEL}):
+            container.remove(force=True)
+
+
+@contextlib.contextmanager
+def _ws(dev: DevProcess, user: str) -> Iterator[ClientConnection]:
+    with connect(dev.url.replace("http://", "ws://") + "/", open_timeout=WAIT) as ws:
+        ws.send(json.dumps({"user": user}))
+        assert json.loads(ws.recv(timeout=WAIT)) == {"ready": user}
+        yield ws
+
+
+def test_http_route_runs_in_a_container(dev: DevProcess) -> None:
+    response = httpx.get(dev.url + "/", timeout=WAIT)
+    assert response.status_code == 200
+    assert response.json() == {"message": "Hi from qr"}  # .env reaches the container
+    assert httpx.get(dev.url + "/items/5", timeout=WAIT).json() == {"id": "5", "name": "Item 5"}
+    assert httpx.get(dev.url + "/nope", timeout=WAIT).status_code == 404
+    assert "warm container(s)" in dev.output()
+    assert "(docker)" in dev.output()
+
+
+def test_websocket_message_is_answered(dev: DevProcess) -> None:
+    with _ws(dev, "u1") as ws:
+        ws.send(json.dumps({"hello": 1}))
+        assert json.loads(ws.recv(timeout=WAIT)) == {"echo": {"hello": 1}}
+
+
+def test_queued_job_runs_and_reaches_the_websocket(dev: DevProcess) -> None:
+    with _ws(dev, "u2") as ws:
+        response = httpx.post(dev.url + "/push", json={"user": "u2", "n": 7}, timeout=WAIT)
+        job_id = response.json()["job_id"]
+        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 7, "job_id": job_id}
+    _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
+    assert f"notifying u2 of job {job_id}" in dev.output()  # container output, in the console
+
+
+def test_schedule_fired_with_qr_dev_schedule(dev: DevProcess) -> None:
+    result = dev.qr("dev", "schedule", "cleanup")
+    assert result.returncode == 0, result.stderr
+    assert "cleanup ran as job" in result.stdout
+    job_id = result.stdout.split("as job ", 1)[1].split()[0]
+    _until(lambda: f"cleanup run {job_id}" in dev.output(), "the schedule's output")
+
+
+def test_code_change_restarts_the_containers(dev: DevProcess) -> None:
+    index = dev.root / "api" / "index.py"
+    index.write_text('def get():\n    return {"message": "edited"}\n', encoding="utf-8")
+    _until(
+        lambda: httpx.get(dev.url + "/", timeout=WAIT).json() == {"message": "edited"},
+        "the edited handler in the containers",
+    )
+
+
+def test_ctrl_c_stops_and_removes_the_containers(dev: DevProcess, docker_client: Any) -> None:
+    dev.process.send_signal(signal.SIGINT)
+    assert dev.process.wait(timeout=WAIT) == 0
+    left = docker_client.containers.list(all=True, filters={"label": POOL_LABEL})
+    assert left == []
