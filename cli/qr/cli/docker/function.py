@@ -250,7 +250,8 @@ class DockerFunction:
 def _log_line(line: LogLine) -> None:
     """A container's output line on the dev console, with the request id it belongs to.
 
-    qr's JSON log records are shown as ``LEVEL logger: message`` under their own request id.
+    qr's JSON log records are shown as ``LEVEL logger: message`` under their own request id;
+    the function's HTTP access lines are left out (the dev server prints its own for each request).
     The runtime interface client writes each record without a newline when no Lambda telemetry
     pipe is there, so several records can arrive as one line: they are split apart here.
     """
@@ -259,12 +260,20 @@ def _log_line(line: LogLine) -> None:
         if record is None:
             log.info("%s %s", line.request_id or "init", part)
             continue
+        if _duplicate(record):
+            continue
         request_id = record.get("request_id") or line.request_id or "init"
         text = f"{record.get('level', 'INFO')} {record.get('logger', '')}: {record['message']}"
         if record.get("error"):
             text += "\n" + str(record["error"])
         level = logging.getLevelName(str(record.get("level", "INFO")))
         log.log(level if isinstance(level, int) else logging.INFO, "%s %s", request_id, text)
+
+
+def _duplicate(record: dict[str, Any]) -> bool:
+    """Access lines the dev server prints itself, and botocore's chatter about its setup."""
+    logger, level = str(record.get("logger", "")), record.get("level")
+    return level == "INFO" and (logger == "qr.http" or logger.startswith("botocore."))
 
 
 _RECORD_START = re.compile(r'(?<=\})(?=\{"time": )')
