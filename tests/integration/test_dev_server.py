@@ -24,6 +24,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from qr.runtime.local.engine import DB_PATH, Engine
+
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
@@ -53,6 +55,14 @@ schedule = "rate(1 minute)"
 
 def handler(job):
     print(f"tick {job.schedule_name} at {job.scheduled_at:%H:%M}")
+"""
+SLOW = """
+import asyncio
+
+
+async def handler(payload):
+    print("slow job started", flush=True)
+    await asyncio.sleep(120)
 """
 PUSH = """
 from qr.runtime import queues
@@ -112,6 +122,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
     (root / "socket" / "_middleware.py").write_text(MIDDLEWARE, encoding="utf-8")
     (root / "schedules" / "tick.py").write_text(TICK, encoding="utf-8")
     (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
+    (root / "queues" / "slow.py").write_text(SLOW, encoding="utf-8")
     (root / ".env").write_text("GREETING=Hi\nFROM_DOTENV=file\n", encoding="utf-8")
     log = base / "dev.log"
     env = {**os.environ, "QR_DEV_CLOCK_SCALE": "60", "NO_COLOR": "1", "FROM_SHELL": "shell"}
@@ -224,7 +235,10 @@ def test_broken_file_shows_the_error_and_fixing_recovers(dev: DevProcess) -> Non
     _until(lambda: httpx.get(dev.url + "/", timeout=WAIT).status_code == 200, "recovery")
 
 
-def test_ctrl_c_closes_sockets_with_1001_and_stops(dev: DevProcess) -> None:
+def test_ctrl_c_closes_sockets_with_1001_gives_jobs_back_and_stops(dev: DevProcess) -> None:
+    pushed = dev.qr("dev", "queue", "slow", "{}", "--json")
+    job_id = json.loads(pushed.stdout)["job_id"]
+    _until(lambda: "slow job started" in dev.output(), "the slow job to start")
     with _ws(dev, "u2") as ws, pytest.raises(ConnectionClosed) as info:
         dev.process.send_signal(signal.SIGINT)
         ws.recv(timeout=WAIT)
@@ -232,3 +246,11 @@ def test_ctrl_c_closes_sockets_with_1001_and_stops(dev: DevProcess) -> None:
     assert info.value.rcvd.code == 1001
     assert dev.process.wait(timeout=WAIT) == 0
     assert not (dev.root / ".qr" / "dev" / "server.json").exists()
+    # the interrupted job is back on its queue, ready for the next start
+    engine = Engine(dev.root / DB_PATH)
+    try:
+        (stats,) = engine.stats(["slow"])
+        assert (stats.depth, stats.in_flight, stats.dead) == (1, 0, 0)
+    finally:
+        engine.close()
+    assert f"slow job {job_id} released" in dev.output()

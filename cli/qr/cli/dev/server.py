@@ -52,6 +52,8 @@ from qr.runtime.manifest import Manifest, Schedule
 from qr.runtime.ports import Platform, set_platform
 from qr.runtime.sockets import CLOSE_GOING_AWAY, MAX_MESSAGE_BYTES, SocketDispatch
 
+SHUTDOWN_GRACE = 2.0
+"""Seconds running jobs and schedule runs get to finish at Ctrl+C before being given back."""
 CLOCK_SCALE_VARIABLE = "QR_DEV_CLOCK_SCALE"
 """Makes the schedule clock run N times faster (for tests and demos of rate schedules)."""
 
@@ -167,8 +169,8 @@ class DevServer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.scheduler.stop()
-        await self.worker.stop()
+        # Running jobs get a short grace, then go back to their queue (they run at next start).
+        await asyncio.gather(self.scheduler.stop(SHUTDOWN_GRACE), self.worker.stop(SHUTDOWN_GRACE))
         if self.function is not None:
             await asyncio.to_thread(self.function.close)
         self.engine.close()
