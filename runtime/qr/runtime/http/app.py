@@ -193,7 +193,7 @@ class QrApp:
                 return StarletteResponse(
                     status_code=204, headers={"allow": endpoint.allow, **headers}
                 )
-        cors_headers = cors.headers_for(route_cors, origin)
+        cors_headers = cors.headers_for(route_cors, origin) if origin else {}
         function = endpoint.handlers.get(method)
         if function is None:
             return _with(
@@ -467,6 +467,8 @@ def _origin(scope: Scope) -> str | None:
 
 
 def _with(response: StarletteResponse, headers: Mapping[str, str]) -> StarletteResponse:
+    if not headers:
+        return response
     for key, value in headers.items():
         if key == "vary" and "vary" in response.headers:
             response.headers["vary"] = f"{response.headers['vary']}, {value}"
