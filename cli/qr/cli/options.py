@@ -22,3 +22,6 @@ StageOption = Annotated[
     str | None, typer.Option("--stage", "-s", help="Stage from qr.yaml (default: production).")
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+NoBuild = Annotated[
+    bool, typer.Option("--no-build", help="Use .qr/build/<stage>/ as it is (from qr build).")
+]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import urllib.request
@@ -224,5 +226,43 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def environ() -> dict[str, str]:
-    return dict(os.environ)
+def run_qr(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``qr ARGS`` in-process: (exit code, stdout, stderr)."""
+    from qr.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*args])
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0), out, err
+
+
+@pytest.fixture
+def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A project made the way a newcomer makes one (``qr init``), with a second stage."""
+    root = tmp_path / "demo"
+    assert run_qr(capsys, "init", str(root), "--yes", "--name", "app")[0] == 0
+    config = root / "qr.yaml"
+    config.write_text(config.read_text().replace("stages:\n", "stages:\n  staging: {}\n"))
+    return root
+
+
+def interrupt_qr(args: list[str], until: Callable[[str], bool]) -> tuple[int, str, str]:
+    """Run ``qr ARGS`` in a child process, press Ctrl+C once ``until(line)`` is true for a line
+    of its output; returns (exit code, stdout, stderr)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "qr.cli", *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if until(line):
+                break
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate()
+    return process.returncode, "".join(seen) + rest, err

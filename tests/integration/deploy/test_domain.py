@@ -14,25 +14,10 @@ from qr.cli.console import Output
 from qr.cli.deploy import domain
 from qr.cli.deploy.aws import Aws
 from qr.cli.errors import QrError
-from qr.cli.main import main
 from qr.runtime.config import load_config
+from tests.integration.deploy.conftest import run_qr
 
 pytestmark = pytest.mark.integration
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([*args])
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
-
-
-@pytest.fixture
-def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    root = tmp_path / "demo"
-    assert run(capsys, "init", str(root), "--yes", "--name", "app")[0] == 0
-    return root
 
 
 class FakeClock:
@@ -181,19 +166,19 @@ def test_domain_commands_from_a_scratch_project(
     demo: Path, aws: Aws, capsys: pytest.CaptureFixture[str]
 ) -> None:
     c = str(demo)
-    code, out, err = run(capsys, "domain", "add", "api.shop.io", "--no-apply", "-C", c)
+    code, out, err = run_qr(capsys, "domain", "add", "api.shop.io", "--no-apply", "-C", c)
     assert code == 0, err
     assert "stages.production.domain = api.shop.io recorded in qr.yaml" in out
     assert "qr deploy --stage production" in out
     text = (demo / "qr.yaml").read_text()
     assert "    domain: api.shop.io " in text and "# custom domain" in text
 
-    code, _, err = run(capsys, "domain", "add", "API.shop.io", "--no-apply", "-C", c)
+    code, _, err = run_qr(capsys, "domain", "add", "API.shop.io", "--no-apply", "-C", c)
     assert code == 1 and "not a domain name" in err
-    code, _, err = run(capsys, "domain", "add", "api.shop.io", "--zone", "nope", "-C", c)
+    code, _, err = run_qr(capsys, "domain", "add", "api.shop.io", "--zone", "nope", "-C", c)
     assert code == 1 and "not a Route53 hosted zone id" in err
 
-    code, out, err = run(capsys, "domain", "list", "-C", c)
+    code, out, err = run_qr(capsys, "domain", "list", "-C", c)
     assert code == 0, err
     assert "api.shop.io" in out and "not requested" in out and "not created" in out
 
@@ -209,13 +194,13 @@ def test_domain_commands_from_a_scratch_project(
         ],
     )
     apigw.create_api_mapping(DomainName="api.shop.io", ApiId=api, Stage="$default")
-    code, out, err = run(capsys, "domain", "list", "--json", "-C", c)
+    code, out, err = run_qr(capsys, "domain", "list", "--json", "-C", c)
     assert code == 0, err
     [row] = json.loads(out)
     assert row["certificate"] == "PENDING_VALIDATION"
     assert row["http"]["mappings"] == [f"{api}/$default"]
     assert row["websocket"] is None
 
-    code, out, err = run(capsys, "domain", "remove", "--no-apply", "-C", c)
+    code, out, err = run_qr(capsys, "domain", "remove", "--no-apply", "-C", c)
     assert code == 0, err
     assert load_config(demo).stage("production").domain is None

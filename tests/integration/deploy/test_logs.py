@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,7 @@ from qr.cli.console import Output
 from qr.cli.deploy import logs
 from qr.cli.deploy.aws import Aws
 from qr.cli.errors import QrError
-from qr.cli.main import main
+from tests.integration.deploy.conftest import interrupt_qr, run_qr
 
 pytestmark = pytest.mark.integration
 
@@ -133,12 +129,10 @@ def test_a_missing_log_group_is_explained(aws: Aws) -> None:
 
 
 def test_qr_logs_from_a_scratch_project(
-    tmp_path: Path, aws: Aws, capsys: pytest.CaptureFixture[str]
+    demo: Path, aws: Aws, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "demo"
-    with pytest.raises(SystemExit):
-        main(["init", str(root), "--yes", "--name", "app"])
-    code, _, err = _run(capsys, "logs", "-C", str(root))
+    root = demo
+    code, _, err = run_qr(capsys, "logs", "-C", str(root))
     assert code == 1 and "does not exist" in err, err
 
     aws.client("logs").create_log_group(logGroupName=GROUP)
@@ -148,17 +142,17 @@ def test_qr_logs_from_a_scratch_project(
         (now_ms() - 1000, '{"level":"ERROR","message":"charge failed","request_id":"job-7"}'),
         (now_ms(), "REPORT RequestId: job-7 Duration: 3 ms"),
     )
-    code, out, err = _run(capsys, "logs", "-C", str(root))
+    code, out, err = run_qr(capsys, "logs", "-C", str(root))
     assert code == 0, err
     assert "too old" not in out
     assert "ERROR   [job-7] charge failed" in out
     assert "REPORT RequestId" in out
-    code, out, err = _run(
+    code, out, err = run_qr(
         capsys, "logs", "--since", "3h", "--filter", "charge failed", "-C", str(root)
     )
     assert code == 0, err
     assert "charge failed" in out and "REPORT" not in out and "too old" not in out
-    code, out, err = _run(capsys, "logs", "--since", "soon", "-C", str(root))
+    code, out, err = run_qr(capsys, "logs", "--since", "soon", "-C", str(root))
     assert code == 1 and "not a duration" in err
 
 
@@ -168,33 +162,14 @@ def test_qr_logs_tail_streams_until_ctrl_c(tmp_path: Path, aws: Aws) -> None:
     (root / "qr.yaml").write_text("name: app\n")
     aws.client("logs").create_log_group(logGroupName=GROUP)
     put(aws, (now_ms(), "first line"))
-    with subprocess.Popen(
-        [sys.executable, "-m", "qr.cli", "logs", "--tail", "-C", str(root)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "first line" in line:
-                put(aws, (now_ms(), "second line"))
-            if "second line" in line:
-                break
-        process.send_signal(signal.SIGINT)
-        rest, err = process.communicate()
-    out = "".join(lines) + rest
-    assert process.returncode == 0, err
+
+    def until(line: str) -> bool:
+        if "first line" in line:
+            put(aws, (now_ms(), "second line"))
+        return "second line" in line
+
+    code, out, err = interrupt_qr(["logs", "--tail", "-C", str(root)], until)
+    assert code == 0, err
     assert "live tail unavailable" in out
     assert out.count("first line") == 1
     assert out.rstrip().endswith("stopped")
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([*args])
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err

@@ -11,61 +11,43 @@ import pytest
 from qr.cli.deploy.aws import Aws
 from qr.cli.deploy.env import read_value
 from qr.cli.errors import QrError
-from qr.cli.main import main
-from tests.integration.deploy.conftest import create_function, publish_versions
+from tests.integration.deploy.conftest import create_function, publish_versions, run_qr
 
 pytestmark = pytest.mark.integration
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([*args])
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
-
-
-@pytest.fixture
-def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    root = tmp_path / "demo"
-    assert run(capsys, "init", str(root), "--yes", "--name", "app")[0] == 0
-    config = root / "qr.yaml"
-    config.write_text(config.read_text().replace("stages:\n", "stages:\n  staging: {}\n"))
-    return root
-
-
 def test_env_set_list_get_remove(demo: Path, aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
     c = str(demo)
-    code, out, err = run(capsys, "env", "set", "STRIPE_KEY", "sk_live_123", "-C", c)
+    code, out, err = run_qr(capsys, "env", "set", "STRIPE_KEY", "sk_live_123", "-C", c)
     assert code == 0, err
     assert "STRIPE_KEY set for stage production" in out
     assert "next cold start" in out
     secret = demo / "key.pem"
     secret.write_text("-----BEGIN KEY-----\nabc\n")
-    code, out, err = run(capsys, "env", "set", "TLS_KEY", "--from-file", str(secret), "-C", c)
+    code, out, err = run_qr(capsys, "env", "set", "TLS_KEY", "--from-file", str(secret), "-C", c)
     assert code == 0, err
-    assert run(capsys, "env", "set", "OTHER", "x", "--stage", "staging", "-C", c)[0] == 0
+    assert run_qr(capsys, "env", "set", "OTHER", "x", "--stage", "staging", "-C", c)[0] == 0
 
     stored = aws.client("ssm").get_parameter(Name="/qr/app/production/STRIPE_KEY")["Parameter"]
     assert stored["Type"] == "SecureString"
 
-    code, out, err = run(capsys, "env", "list", "-C", c)
+    code, out, err = run_qr(capsys, "env", "list", "-C", c)
     assert code == 0, err
     assert "STRIPE_KEY" in out and "TLS_KEY" in out and "SecureString" in out
     assert "sk_live_123" not in out and "OTHER" not in out
-    code, out, _ = run(capsys, "env", "list", "--show", "--json", "-C", c)
+    code, out, _ = run_qr(capsys, "env", "list", "--show", "--json", "-C", c)
     data = {p["name"]: p["value"] for p in json.loads(out)}
     assert data == {"STRIPE_KEY": "sk_live_123", "TLS_KEY": "-----BEGIN KEY-----\nabc\n"}
 
-    code, out, _ = run(capsys, "env", "get", "STRIPE_KEY", "-C", c)
+    code, out, _ = run_qr(capsys, "env", "get", "STRIPE_KEY", "-C", c)
     assert (code, out) == (0, "sk_live_123\n")
-    assert run(capsys, "env", "remove", "STRIPE_KEY", "-C", c)[0] == 0
-    code, _, err = run(capsys, "env", "get", "STRIPE_KEY", "-C", c)
+    assert run_qr(capsys, "env", "remove", "STRIPE_KEY", "-C", c)[0] == 0
+    code, _, err = run_qr(capsys, "env", "get", "STRIPE_KEY", "-C", c)
     assert code == 1
     assert "STRIPE_KEY is not set for stage 'production'" in err and "qr env list" in err
-    code, _, err = run(capsys, "env", "remove", "STRIPE_KEY", "-C", c)
+    code, _, err = run_qr(capsys, "env", "remove", "STRIPE_KEY", "-C", c)
     assert code == 1 and "is not set" in err
-    code, _, err = run(capsys, "env", "set", "9LIVES", "x", "-C", c)
+    code, _, err = run_qr(capsys, "env", "set", "9LIVES", "x", "-C", c)
     assert code == 1 and "not a valid setting name" in err
 
 
@@ -91,7 +73,7 @@ def test_env_values_from_stdin(tmp_path: Path) -> None:
 def test_status_of_a_stage_not_deployed_yet(
     demo: Path, aws: Aws, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(capsys, "status", "-C", str(demo))
+    code, out, err = run_qr(capsys, "status", "-C", str(demo))
     assert code == 0, err
     assert "not deployed: app-production does not exist" in out
     assert "cleanup" in out  # schedules are known from the project itself
@@ -110,7 +92,7 @@ def test_status_shows_versions_queues_and_schedules(
     sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, VisibilityTimeout=600)
     sqs.send_message(QueueUrl=dlq, MessageBody="dead")
 
-    code, out, err = run(capsys, "status", "--json", "-C", str(demo))
+    code, out, err = run_qr(capsys, "status", "--json", "-C", str(demo))
     assert code == 0, err
     data = json.loads(out)
     assert data["deployed"] is True
@@ -132,7 +114,7 @@ def test_status_shows_versions_queues_and_schedules(
     assert data["schedules"][0]["name"] == "cleanup"
     assert data["schedules"][0]["next_run"].endswith("T03:00:00+00:00")
 
-    code, out, err = run(capsys, "status", "-C", str(demo))
+    code, out, err = run_qr(capsys, "status", "-C", str(demo))
     assert code == 0, err
     assert "current    version 1 (latest is 3)" in out
     assert "emails" in out and "dead letters" in out.lower()

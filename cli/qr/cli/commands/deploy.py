@@ -5,10 +5,8 @@ from typing import Annotated
 
 import typer
 
-from qr.cli.console import Output
-from qr.cli.deploy.pipeline import Deployer, default_build, existing_build
-from qr.cli.options import ProjectDir, StageOption, Yes
-from qr.cli.project import find_root
+from qr.cli.deploy.pipeline import for_command
+from qr.cli.options import NoBuild, ProjectDir, StageOption, Yes
 
 
 def command(
@@ -18,16 +16,7 @@ def command(
         bool, typer.Option("--plan", help="Show what would change, then stop.")
     ] = False,
     yes: Yes = False,
-    no_build: Annotated[
-        bool,
-        typer.Option("--no-build", help="Deploy .qr/build/<stage>/ as it is (from qr build)."),
-    ] = False,
+    no_build: NoBuild = False,
 ) -> None:
     """Build, apply the Terraform (progress shown), then point the 'current' alias at the new version."""
-    deployer = Deployer(
-        find_root(project),
-        stage,
-        out=Output(),
-        build=existing_build if no_build else default_build,
-    )
-    deployer.deploy(plan_only=plan, yes=yes)
+    for_command(project, stage, no_build=no_build).deploy(plan_only=plan, yes=yes)

@@ -44,6 +44,7 @@ from qr.cli.deploy.versions import (
     now_iso,
 )
 from qr.cli.errors import QrError
+from qr.cli.project import find_root
 from qr.runtime.config import ProjectConfig, load_config
 
 BuildStep = Callable[[Path, str], Path]
@@ -81,6 +82,16 @@ def existing_build(root: Path, stage: str) -> Path:
             f"Run 'qr build --stage {stage}' first, or deploy without --no-build.",
         )
     return directory
+
+
+def for_command(project: Path, stage: str | None, *, no_build: bool) -> Deployer:
+    """The deployer ``qr deploy`` / ``qr destroy`` use: the project around ``project``."""
+    return Deployer(
+        find_root(project),
+        stage,
+        out=Output(),
+        build=existing_build if no_build else default_build,
+    )
 
 
 def is_interactive() -> bool:

@@ -298,14 +298,7 @@ class Terraform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = ["init", "-input=false", "-no-color", "-reconfigure"]
         args += [f"-backend-config={key}={value}" for key, value in (backend_config or {}).items()]
-        result = subprocess.run(
-            [self.binary.path, *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = self._run(args)
         if result.returncode != 0:
             raise self._explain("init", [], result.stdout + "\n" + result.stderr)
 
@@ -346,14 +339,7 @@ class Terraform:
             raise self._explain("apply", run.diagnostics, run.stderr, interrupted=run.interrupted)
 
     def output(self) -> dict[str, Any]:
-        result = subprocess.run(
-            [self.binary.path, "output", "-json", "-no-color"],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = self._run(["output", "-json", "-no-color"])
         if result.returncode != 0:
             raise self._explain("output", [], result.stderr)
         try:
@@ -364,6 +350,17 @@ class Terraform:
                 "Run it yourself to see what happened: " + f"{self._chdir} output -json",
             ) from None
         return {name: info.get("value") for name, info in raw.items() if isinstance(info, dict)}
+
+    def _run(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        """A short command whose output is only read afterwards."""
+        return subprocess.run(
+            [self.binary.path, *args],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     def _stream(self, args: Sequence[str], on_event: Callable[[Mapping[str, Any]], None]) -> _Run:
         """Run with ``-json`` output, feeding each event to ``on_event`` as it arrives."""
