@@ -342,3 +342,13 @@ def test_results_that_are_not_json_are_kept_as_text(engine: Engine) -> None:
     engine.ack(claimed, {1, 2})
     assert engine.result(pushed.job_id) == "{1, 2}"
     assert engine.result("missing") is None
+
+
+def test_fifo_sequence_numbers_keep_growing_after_the_queue_empties(engine: Engine) -> None:
+    first = engine.push(fifo("a", "1")).sequence_number or 0
+    (claimed,) = engine.claim("f.fifo", 1, 30)
+    engine.ack(claimed)  # the table is empty: SQLite would hand out the same rowid again
+    second = engine.push(fifo("a", "2")).sequence_number or 0
+    engine.push(job())
+    third = engine.push(fifo("a", "3")).sequence_number or 0
+    assert first < second < third

@@ -9,7 +9,8 @@ platform-neutral ``JobMessage``; ``run_queue_job`` then
    ``qr.runtime.context`` invocation, so pushes and ``socket.send()`` know the job's user;
 4. enforces the deadline, which ``job.extend(seconds)`` may move later:
 
-   * ``async def`` handlers run as a task that is cancelled at the deadline;
+   * ``async def`` handlers are awaited under ``asyncio.timeout``: cancelled at the deadline
+     (``extend`` reschedules it);
    * ``def`` handlers run in a worker thread (the event loop stays free). Python cannot stop a
      thread, so a sync handler that overruns is *abandoned*: the job is recorded as failed
      (``JobTimeout``), it goes back to the queue like any failure, and whatever the thread
@@ -69,6 +70,7 @@ class Job:
 
     __slots__ = (
         "_extend",
+        "_moved",
         "_received",
         "deadline",
         "group_id",
@@ -100,6 +102,8 @@ class Job:
         self.deadline = deadline
         """``time.monotonic()`` by which the handler must finish (``extend`` moves it)."""
         self._extend = extend
+        self._moved: Callable[[float], None] | None = None
+        """Told the new deadline when ``extend`` moves it (the running timeout)."""
         self._received = time.monotonic()
 
     @property
@@ -122,7 +126,10 @@ class Job:
             )
         if self._extend is not None:
             self._extend(seconds)
-        self.deadline = max(self.deadline, now + seconds)
+        if now + seconds > self.deadline:
+            self.deadline = now + seconds
+            if self._moved is not None:
+                self._moved(self.deadline)
 
     def __repr__(self) -> str:
         return f"Job({self.job_id!r}, queue={self.queue_name!r}, attempt={self.received_count})"
@@ -221,11 +228,10 @@ async def _call(
 ) -> Any:
     kwargs = arguments(handler, values)
     if parameters(handler).is_async:
-        task: asyncio.Future[Any] = asyncio.ensure_future(handler(**kwargs))
-    else:
-        context = contextvars.copy_context()
-        call = functools.partial(context.run, handler, **kwargs)
-        task = asyncio.get_running_loop().run_in_executor(None, call)
+        return await _call_async(handler, kwargs, job, file)
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, handler, **kwargs)
+    task = asyncio.get_running_loop().run_in_executor(None, call)
     try:
         while not task.done():
             remaining = job.deadline - time.monotonic()
@@ -237,17 +243,31 @@ async def _call(
         raise
     if task.done():
         return task.result()
-    if not isinstance(task, asyncio.Task):
-        task.add_done_callback(functools.partial(_late_result, file, job.job_id))
-    else:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # an error raised while it was being cancelled: still a timeout
-            log.debug("%s raised while being cancelled at its deadline", file, exc_info=True)
+    task.add_done_callback(functools.partial(_late_result, file, job.job_id))
     raise JobTimeout(f"{file}: handler did not finish by its deadline (config['timeout'])")
+
+
+async def _call_async(
+    handler: Callable[..., Any], kwargs: dict[str, object], job: Job | ScheduleJob, file: str
+) -> Any:
+    """Await the handler in this task under a timeout that ``job.extend`` can move."""
+    loop = asyncio.get_running_loop()
+
+    def loop_time(deadline: float) -> float:  # the loop's clock need not be time.monotonic
+        return loop.time() + (deadline - time.monotonic())
+
+    scope = asyncio.timeout_at(loop_time(job.deadline))
+    if isinstance(job, Job):
+        job._moved = lambda deadline: scope.reschedule(loop_time(deadline))
+    try:
+        async with scope:
+            return await handler(**kwargs)
+    except TimeoutError:
+        if scope.expired():
+            raise JobTimeout(
+                f"{file}: handler did not finish by its deadline (config['timeout'])"
+            ) from None
+        raise
 
 
 def _late_result(file: str, job_id: str, future: asyncio.Future[Any]) -> None:

@@ -11,7 +11,8 @@ fewer than it asked for, sleep until something can have changed:
   every ``poll_interval`` (20 ms) while idle; it is a read of a counter, no query runs.
 
 A job runs through ``qr.runtime.jobs.run_queue_job`` (injection, deadline). Success deletes it
-and keeps its result; an exception or timeout hands it back to the engine (``fail``: backoff, or
+and keeps its result (the jobs that finish in one event-loop iteration are acked in one
+transaction: a commit is the dominant cost); an exception or timeout hands it back to the engine (``fail``: backoff, or
 the DLQ once ``max_attempts`` receives are spent). Each job logs one line on ``qr.queues`` with
 queue, job id, outcome, duration and attempt (also as ``extra`` fields for the dev console).
 
@@ -90,6 +91,7 @@ class Worker:
         self._running: set[asyncio.Task[JobOutcome]] = set()
         self._consumers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._acks: list[tuple[Claimed, Any, asyncio.Future[bool]]] = []
         self._unsubscribe = engine.subscribe(self._pushed)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -154,6 +156,12 @@ class Worker:
         lease = config.timeout + LEASE_GRACE
         version = self.engine.data_version()
         mine: set[asyncio.Task[JobOutcome]] = set()
+
+        def finished(task: asyncio.Task[JobOutcome]) -> None:
+            mine.discard(task)
+            self._running.discard(task)
+            wake.set()
+
         while not self._stopping:
             wake.clear()
             free = config.concurrency - len(mine)
@@ -167,9 +175,7 @@ class Worker:
                 task = asyncio.create_task(self.run_claimed(queue, claimed))
                 mine.add(task)
                 self._running.add(task)
-                task.add_done_callback(mine.discard)
-                task.add_done_callback(self._running.discard)
-                task.add_done_callback(lambda _: wake.set())
+                task.add_done_callback(finished)
             if want > 0 and len(batch) == want:
                 await asyncio.sleep(0)  # let the new jobs start before claiming more
                 continue
@@ -225,7 +231,7 @@ class Worker:
             )
             self._log(claimed, outcome, started, exc)
         else:
-            outcome = "ok" if self.engine.ack(claimed, result) else "stale"
+            outcome = "ok" if await self._ack(claimed, result) else "stale"
             self._log(claimed, outcome, started, None)
         return JobOutcome(
             claimed.job_id,
@@ -236,6 +242,28 @@ class Worker:
             result,
             error,
         )
+
+    def _ack(self, claimed: Claimed, result: Any) -> asyncio.Future[bool]:
+        """Ack in one transaction with every other job that finishes in this loop iteration."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._acks.append((claimed, result, future))
+        if len(self._acks) == 1:
+            loop.call_soon(self._flush_acks)
+        return future
+
+    def _flush_acks(self) -> None:
+        batch, self._acks = self._acks, []
+        try:
+            held = self.engine.ack_many([(claimed, result) for claimed, result, _ in batch])
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), ok in zip(batch, held, strict=True):
+            if not future.done():
+                future.set_result(ok)
 
     async def drain(self, names: Sequence[str] | None = None) -> list[JobOutcome]:
         """Run every job that is claimable now (again and again) until none is; for tests.

@@ -18,7 +18,7 @@ def client():
 
 def test_handlers_are_found():
     manifest = scan(ROOT)
-    assert [r.path for r in manifest.routes] == ["/", "/items/[id]"]
+    assert [r.path for r in manifest.routes] == ["/", "/emails", "/items/[id]"]
     assert [q.name for q in manifest.queues] == ["emails"]
     assert [s.name for s in manifest.schedules] == ["cleanup"]
 
@@ -41,6 +41,19 @@ def test_delete_item_returns_no_content(client):
 
 def test_unknown_route_is_404(client):
     assert client.get("/nothing-here").status_code == 404
+
+
+def test_email_is_queued_then_sent(client):
+    response = client.post("/emails", json={"to": "ada@example.com"})
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    (outcome,) = client.run_queue("emails")
+    assert (outcome.job_id, outcome.outcome) == (job_id, "ok")
+    assert outcome.result == {"sent": True}
+
+
+def test_email_needs_an_address(client):
+    assert client.post("/emails", json={}).status_code == 400
 
 
 def test_item_description():
