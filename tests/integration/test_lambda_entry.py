@@ -28,19 +28,19 @@ from moto.backends import get_backend
 from moto.server import ThreadedMotoServer
 
 from qr.cli.bundle import build_bundle
+from qr.cli.scaffold import Answers, render
 from qr.runtime.manifest import scan
 
 pytestmark = pytest.mark.integration
 
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 REGION = "us-east-1"
+LOCAL = "python{}.{}".format(*sys.version_info[:2])
 ACCOUNT = "123456789012"
 PROVIDED_BY_LAMBDA = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six")
 
 PROJECT = {
-    "qr.yaml": "name: demo\nruntime: python{}.{}\narchitecture: x86_64\n".format(
-        *sys.version_info[:2]
-    ),
+    "qr.yaml": f"name: demo\nruntime: {LOCAL}\narchitecture: x86_64\n",
     "lib/__init__.py": "",
     "lib/record.py": """
         import os
@@ -217,15 +217,18 @@ def moto_url() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def function(tmp_path_factory: pytest.TempPathFactory, moto_url: str) -> Lambda:
-    base = tmp_path_factory.mktemp("lambda")
-    root = base / "demo"
-    for name, text in PROJECT.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-    built = build_bundle(scan(root), "production", base / "out", cache_dir=base / "cache")
+def _deploy(base: Path, root: Path, moto_url: str) -> Lambda:
+    """Build ``root`` and lay it out as a Lambda function would see it."""
+    path, modules = list(sys.path), set(sys.modules)
+    try:
+        built = build_bundle(
+            scan(root), "production", base / "out", cache_dir=base.parent / "cache"
+        )
+    finally:  # the scan loaded the project's modules here (module-scoped: conftest cannot undo it)
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if name.startswith(("qr_app:", "lib")):
+                del sys.modules[name]
     bundle = base / "bundle"
     zipfile.ZipFile(built.path).extractall(bundle)
     provided = base / "provided"  # what /var/runtime has on Lambda: boto3 and its dependencies
@@ -235,9 +238,31 @@ def function(tmp_path_factory: pytest.TempPathFactory, moto_url: str) -> Lambda:
         for candidate in (site / name, site / f"{name}.py"):
             if candidate.exists():
                 (provided / candidate.name).symlink_to(candidate)
+    log = base / "records.log"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LAMBDA_TASK_ROOT": str(bundle),
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "QR_PROJECT": "demo",
+        "QR_STAGE": "production",
+        "QR_QUEUE_URL_PREFIX": f"{moto_url}/{ACCOUNT}/demo-production-",
+        "QR_CONNECTIONS_TABLE": "demo-production-connections",
+        "QR_WS_ENDPOINT": moto_url,
+        "QR_SSM_PATH": "/qr/demo/production/",
+        "QR_BASE_URL": "https://api.example.com",
+        "QR_TEST_LOG": str(log),
+    }
+    return Lambda(bundle, provided, env, moto_url, log)
 
+
+@pytest.fixture(scope="module")
+def aws(moto_url: str) -> str:
+    """The stage's AWS resources on the moto server, as Terraform would create them."""
     sqs = _client("sqs", moto_url)
-    url = sqs.create_queue(QueueName="demo-production-emails")["QueueUrl"]
+    sqs.create_queue(QueueName="demo-production-emails")
     sqs.create_queue(
         QueueName="demo-production-orders.fifo",
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
@@ -257,24 +282,18 @@ def function(tmp_path_factory: pytest.TempPathFactory, moto_url: str) -> Lambda:
     _client("ssm", moto_url).put_parameter(
         Name="/qr/demo/production/API_KEY", Value="s3cret", Type="SecureString"
     )
-    log = base / "records.log"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LAMBDA_TASK_ROOT": str(bundle),
-        "AWS_ENDPOINT_URL": moto_url,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "QR_PROJECT": "demo",
-        "QR_STAGE": "production",
-        "QR_QUEUE_URL_PREFIX": url.removesuffix("emails"),
-        "QR_CONNECTIONS_TABLE": "demo-production-connections",
-        "QR_WS_ENDPOINT": moto_url,
-        "QR_SSM_PATH": "/qr/demo/production/",
-        "QR_BASE_URL": "https://api.example.com",
-        "QR_TEST_LOG": str(log),
-    }
-    return Lambda(bundle, provided, env, moto_url, log)
+    return moto_url
+
+
+@pytest.fixture(scope="module")
+def function(tmp_path_factory: pytest.TempPathFactory, aws: str) -> Lambda:
+    base = tmp_path_factory.mktemp("lambda")
+    root = base / "demo"
+    for name, text in PROJECT.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return _deploy(base, root, aws)
 
 
 def event(name: str) -> dict[str, Any]:
@@ -475,3 +494,35 @@ def test_websocket_events(function: Lambda) -> None:
     # connected, then forgotten on $disconnect
     items = _client("dynamodb", function.moto_url).scan(TableName="demo-production-connections")
     assert items["Items"] == []
+
+
+def test_the_scaffold_answers_every_kind_of_event(
+    tmp_path_factory: pytest.TempPathFactory, aws: str
+) -> None:
+    """``qr init``'s project, built for this machine, answers each sample event."""
+    base = tmp_path_factory.mktemp("scaffold")
+    root = base / "demo"
+    render(root, "default", Answers(name="demo", runtime=LOCAL, architecture="x86_64"))
+    scaffold = _deploy(base, root, aws)
+    index = {**event("http_get.json"), "rawPath": "/", "rawQueryString": "", "cookies": []}
+    item = {**index, "rawPath": "/items/7"}
+    delete = json.loads(json.dumps(item))
+    delete["requestContext"]["http"]["method"] = "DELETE"
+    record = {
+        **event("sqs_record.json"),
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:demo-production-emails",
+    }
+    message = event("ws_message.json")
+    message["requestContext"] = {**message["requestContext"], "connectionId": "scaffold1"}
+    answers = scaffold.invoke(
+        index, item, delete, {"Records": [record]}, message, event("schedule.json")
+    )
+    got_index, got_item, got_delete, batch, socket_message, scheduled = answers
+    assert json.loads(got_index["ok"]["body"]) == {"message": "Hello from qr"}
+    assert json.loads(got_item["ok"]["body"]) == {"id": "7", "name": "Item 7"}
+    assert got_delete["ok"]["statusCode"] == 204
+    assert batch["ok"] == {"batchItemFailures": []}
+    assert socket_message["ok"] == {"statusCode": 200}
+    connections = get_backend("apigatewaymanagementapi")[ACCOUNT][REGION].connections
+    assert json.loads(connections["scaffold1"].data) == {"echo": {"text": "hello"}}
+    assert scheduled["ok"]["schedule"] == "cleanup"

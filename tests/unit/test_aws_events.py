@@ -9,7 +9,8 @@ from pathlib import Path
 
 from qr.runtime import context
 from qr.runtime.aws import http_api
-from qr.runtime.aws.batch import is_sqs_event, message_of
+from qr.runtime.aws.batch import message_of
+from qr.runtime.aws.entry import _is_sqs_event as is_sqs_event
 from qr.runtime.aws.jsonlog import JsonFormatter
 
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"

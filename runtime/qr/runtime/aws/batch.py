@@ -36,7 +36,7 @@ from qr.runtime.manifest import Manifest, Queue
 log = logging.getLogger("qr.queues")
 
 DEADLINE_MARGIN = 1.0
-"""Seconds kept back from the function's remaining time to report the batch."""
+"""Seconds kept back from the function's remaining time to report the batch (as the entry's)."""
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,6 @@ class _Item:
     record: Mapping[str, Any]
     queue: Queue | None
     message: JobMessage | None
-
-
-def is_sqs_event(event: Mapping[str, Any]) -> bool:
-    records = event.get("Records")
-    return (
-        isinstance(records, list)
-        and bool(records)
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
-    )
 
 
 async def run_batch(

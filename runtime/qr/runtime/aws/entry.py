@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from qr.runtime import ports
-from qr.runtime.aws import batch, http_api, jsonlog, lambda_platform
+from qr.runtime.aws import http_api, jsonlog, lambda_platform
 from qr.runtime.aws._clients import Clients
 from qr.runtime.aws.sqs import SqsQueues
 from qr.runtime.manifest import Manifest, scan
@@ -45,6 +45,8 @@ from qr.runtime.manifest import Manifest, scan
 log = logging.getLogger("qr.lambda")
 
 _BUNDLE_ROOT = Path(__file__).resolve().parents[3]
+DEADLINE_MARGIN = 1.0
+"""Seconds kept back from the function's remaining time to report a job's outcome."""
 
 
 class LambdaRuntime:
@@ -111,7 +113,9 @@ class LambdaRuntime:
             )
         if _is_websocket_event(event):
             return self.loop.run_until_complete(self._websocket(event))
-        if batch.is_sqs_event(event):
+        if _is_sqs_event(event):
+            from qr.runtime.aws import batch
+
             queues = self.platform.queues
             assert isinstance(queues, SqsQueues)
             return self.loop.run_until_complete(
@@ -159,7 +163,7 @@ class LambdaRuntime:
         deadline = now + schedule.config.timeout
         left = remaining()
         if left is not None:
-            deadline = min(deadline, now + max(0.0, left - batch.DEADLINE_MARGIN))
+            deadline = min(deadline, now + max(0.0, left - DEADLINE_MARGIN))
         scheduled_at = _scheduled_at(schedule_input.get("scheduled_at"))
         try:
             result = await run_schedule_job(schedule, request_id, scheduled_at, deadline=deadline)
@@ -200,6 +204,15 @@ def _is_websocket_event(event: Mapping[str, Any]) -> bool:
         isinstance(context, dict)
         and "connectionId" in context
         and context.get("eventType") in ("CONNECT", "MESSAGE", "DISCONNECT")
+    )
+
+
+def _is_sqs_event(event: Mapping[str, Any]) -> bool:
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
     )
 
 
