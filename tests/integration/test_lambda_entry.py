@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -176,6 +177,8 @@ class Lambda:
     env: dict[str, str]
     moto_url: str
     log: Path
+    stderr: str = ""
+    """The JSON log lines of the last invoke."""
 
     def invoke(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
         """Run the events through the bundle's handler in one fresh interpreter."""
@@ -190,6 +193,7 @@ class Lambda:
             timeout=120,
         )
         assert result.returncode == 0, result.stderr
+        self.stderr = result.stderr
         marker = result.stdout.rindex("@@RESULTS@@")
         answers: list[dict[str, Any]] = json.loads(result.stdout[marker + len("@@RESULTS@@") :])
         return answers
@@ -217,7 +221,7 @@ def moto_url() -> Iterator[str]:
     server.stop()
 
 
-def _deploy(base: Path, root: Path, moto_url: str) -> Lambda:
+def _deploy(base: Path, root: Path, moto_url: str, name: str = "demo") -> Lambda:
     """Build ``root`` and lay it out as a Lambda function would see it."""
     path, modules = list(sys.path), set(sys.modules)
     try:
@@ -226,16 +230,16 @@ def _deploy(base: Path, root: Path, moto_url: str) -> Lambda:
         )
     finally:  # the scan loaded the project's modules here (module-scoped: conftest cannot undo it)
         sys.path[:] = path
-        for name in set(sys.modules) - modules:
-            if name.startswith(("qr_app:", "lib")):
-                del sys.modules[name]
+        for module in set(sys.modules) - modules:
+            if module.startswith(("qr_app:", "lib")):
+                del sys.modules[module]
     bundle = base / "bundle"
     zipfile.ZipFile(built.path).extractall(bundle)
     provided = base / "provided"  # what /var/runtime has on Lambda: boto3 and its dependencies
     provided.mkdir()
     site = Path(boto3.__file__).parents[1]
-    for name in PROVIDED_BY_LAMBDA:
-        for candidate in (site / name, site / f"{name}.py"):
+    for package in PROVIDED_BY_LAMBDA:
+        for candidate in (site / package, site / f"{package}.py"):
             if candidate.exists():
                 (provided / candidate.name).symlink_to(candidate)
     log = base / "records.log"
@@ -246,9 +250,9 @@ def _deploy(base: Path, root: Path, moto_url: str) -> Lambda:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "QR_PROJECT": "demo",
+        "QR_PROJECT": name,
         "QR_STAGE": "production",
-        "QR_QUEUE_URL_PREFIX": f"{moto_url}/{ACCOUNT}/demo-production-",
+        "QR_QUEUE_URL_PREFIX": f"{moto_url}/{ACCOUNT}/{name}-production-",
         "QR_CONNECTIONS_TABLE": "demo-production-connections",
         "QR_WS_ENDPOINT": moto_url,
         "QR_SSM_PATH": "/qr/demo/production/",
@@ -263,6 +267,7 @@ def aws(moto_url: str) -> str:
     """The stage's AWS resources on the moto server, as Terraform would create them."""
     sqs = _client("sqs", moto_url)
     sqs.create_queue(QueueName="demo-production-emails")
+    sqs.create_queue(QueueName="bookmarks-production-screenshots")
     sqs.create_queue(
         QueueName="demo-production-orders.fifo",
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
@@ -365,6 +370,7 @@ def test_http_events(function: Lambda) -> None:
 
 def _sqs_event(function: Lambda, queue: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     template = event("sqs_record.json")
+    project = function.env["QR_PROJECT"]
     records = []
     for message in messages:
         records.append(
@@ -379,7 +385,7 @@ def _sqs_event(function: Lambda, queue: str, messages: list[dict[str, Any]]) -> 
                     for name, value in message.get("MessageAttributes", {}).items()
                 },
                 "md5OfBody": hashlib.md5(message["Body"].encode()).hexdigest(),
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:demo-production-{queue}",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{project}-production-{queue}",
             }
         )
     return {"Records": records}
@@ -521,8 +527,78 @@ def test_the_scaffold_answers_every_kind_of_event(
     assert json.loads(got_index["ok"]["body"]) == {"message": "Hello from qr"}
     assert json.loads(got_item["ok"]["body"]) == {"id": "7", "name": "Item 7"}
     assert got_delete["ok"]["statusCode"] == 204
-    assert batch["ok"] == {"batchItemFailures": []}
+    assert batch["ok"] == {"batchItemFailures": []}, bookmarks.stderr
     assert socket_message["ok"] == {"statusCode": 200}
     connections = get_backend("apigatewaymanagementapi")[ACCOUNT][REGION].connections
     assert json.loads(connections["scaffold1"].data) == {"echo": {"text": "hello"}}
     assert scheduled["ok"]["schedule"] == "cleanup"
+
+
+def test_the_bookmarks_example_end_to_end(
+    tmp_path_factory: pytest.TempPathFactory, aws: str
+) -> None:
+    """examples/bookmarks from its bundle: sign in, add a bookmark, the queue job, a socket, the digest."""
+    base = tmp_path_factory.mktemp("bookmarks")
+    root = base / "bookmarks"
+    example = Path(__file__).resolve().parents[2] / "examples" / "bookmarks"
+    shutil.copytree(example, root, ignore=shutil.ignore_patterns(".qr", "__pycache__"))
+    config = (root / "qr.yaml").read_text()
+    config = config.replace("runtime: python3.12", f"runtime: {LOCAL}")
+    (root / "qr.yaml").write_text(config.replace("architecture: arm64", "architecture: x86_64"))
+    bookmarks = _deploy(base, root, aws, name="bookmarks")
+    bookmarks.env["BOOKMARKS_DB"] = str(base / "tmp" / "bookmarks.sqlite3")  # Lambda: under /tmp
+
+    def http(method: str, path: str, body: str = "", **headers: str) -> dict[str, Any]:
+        request = json.loads(json.dumps(event("http_post_json.json")))
+        request["requestContext"]["http"]["method"] = method
+        request["rawPath"] = request["requestContext"]["http"]["path"] = path
+        request["headers"] = {"host": "api.example.com", **headers}
+        request["body"] = body
+        return request
+
+    (token,) = bookmarks.invoke(
+        http("POST", "/tokens", '{"user": "alice"}', **{"content-type": "application/json"})
+    )
+    bearer = "Bearer " + json.loads(token["ok"]["body"])["token"]
+    form = "title=Example&url=https%3A%2F%2Fexample.com"
+    connect = {**event("ws_connect.json")}
+    connect["requestContext"] = {**connect["requestContext"], "connectionId": "alice1"}
+    sign_in = json.loads(json.dumps(connect))
+    sign_in["requestContext"]["eventType"] = "MESSAGE"
+    sign_in["body"] = json.dumps({"token": bearer.removeprefix("Bearer ")})
+    added, listed, _, signed_in = bookmarks.invoke(
+        http(
+            "POST",
+            "/bookmarks",
+            form,
+            authorization=bearer,
+            **{"content-type": "application/x-www-form-urlencoded"},
+        ),
+        http("GET", "/bookmarks", authorization=bearer),
+        connect,
+        sign_in,
+    )
+    assert added["ok"]["statusCode"] == 303, bookmarks.stderr
+    assert added["ok"]["headers"]["location"].startswith("https://api.example.com/bookmarks/")
+    (bookmark,) = json.loads(listed["ok"]["body"])
+    assert bookmark["title"] == "Example" and bookmark["screenshot"] is None
+    assert signed_in["ok"] == {"statusCode": 200}
+    connections = get_backend("apigatewaymanagementapi")[ACCOUNT][REGION].connections
+    assert json.loads(connections["alice1"].data) == {"authenticated": "alice"}
+    connections["alice1"].data = b""
+
+    messages = _receive(bookmarks, "screenshots")  # pushed by POST /bookmarks, with alice's id
+    assert [json.loads(m["Body"]) for m in messages] == [{"id": bookmark["id"]}]
+    assert messages[0]["MessageAttributes"]["user_id"]["StringValue"] == "alice"
+    batch, listed, digest = bookmarks.invoke(
+        _sqs_event(bookmarks, "screenshots", messages),
+        http("GET", "/bookmarks", authorization=bearer),
+        {"qr": "schedule", "name": "daily_digest"},
+    )
+    assert batch["ok"] == {"batchItemFailures": []}, bookmarks.stderr
+    (bookmark,) = json.loads(listed["ok"]["body"])
+    assert bookmark["screenshot"].startswith("data:image/svg+xml;base64,")
+    assert digest["ok"]["result"] == {"users": 1, "delivered": 1}
+    sent = connections["alice1"].data.decode()
+    assert '{"update":"bookmark"' in sent.replace(" ", "")
+    assert '"added_today":1' in sent.replace(" ", "")
