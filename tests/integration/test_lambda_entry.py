@@ -527,7 +527,7 @@ def test_the_scaffold_answers_every_kind_of_event(
     assert json.loads(got_index["ok"]["body"]) == {"message": "Hello from qr"}
     assert json.loads(got_item["ok"]["body"]) == {"id": "7", "name": "Item 7"}
     assert got_delete["ok"]["statusCode"] == 204
-    assert batch["ok"] == {"batchItemFailures": []}, bookmarks.stderr
+    assert batch["ok"] == {"batchItemFailures": []}, scaffold.stderr
     assert socket_message["ok"] == {"statusCode": 200}
     connections = get_backend("apigatewaymanagementapi")[ACCOUNT][REGION].connections
     assert json.loads(connections["scaffold1"].data) == {"echo": {"text": "hello"}}
@@ -549,7 +549,7 @@ def test_the_bookmarks_example_end_to_end(
     bookmarks.env["BOOKMARKS_DB"] = str(base / "tmp" / "bookmarks.sqlite3")  # Lambda: under /tmp
 
     def http(method: str, path: str, body: str = "", **headers: str) -> dict[str, Any]:
-        request = json.loads(json.dumps(event("http_post_json.json")))
+        request: dict[str, Any] = json.loads(json.dumps(event("http_post_json.json")))
         request["requestContext"]["http"]["method"] = method
         request["rawPath"] = request["requestContext"]["http"]["path"] = path
         request["headers"] = {"host": "api.example.com", **headers}
