@@ -11,7 +11,6 @@ from typing import Any
 import boto3
 import pytest
 from moto.backends import get_backend
-from moto.server import ThreadedMotoServer
 
 from qr.runtime.aws import lambda_platform
 from qr.runtime.aws._clients import Clients
@@ -20,6 +19,7 @@ from qr.runtime.aws.dynamodb import TTL_ATTRIBUTE, DynamoConnections
 from qr.runtime.aws.sqs import SqsQueues
 from qr.runtime.aws.ssm import load_parameters
 from qr.runtime.ports import OutgoingJob
+from tests.integration.lambda_support import create_connections_table, moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,8 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture
@@ -116,18 +113,7 @@ def test_sqs_send_fifo_groups_and_dedupe(clients: Clients) -> None:
 
 def test_dynamodb_registry_and_presence(clients: Clients) -> None:
     table = "app-prod-connections"
-    clients.get("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_connections_table(clients.get("dynamodb"), table)
     now = [1_800_000_000.0]
     registry = DynamoConnections(table, clients, clock=lambda: now[0], ttl=100)
     registry.connect("c1")

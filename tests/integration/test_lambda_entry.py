@@ -26,11 +26,15 @@ from typing import Any
 import boto3
 import pytest
 from moto.backends import get_backend
-from moto.server import ThreadedMotoServer
 
 from qr.cli.bundle import build_bundle
 from qr.cli.scaffold import Answers, render
 from qr.runtime.manifest import scan
+from tests.integration.lambda_support import (
+    create_connections_table,
+    moto_server,
+    provided_dir,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +42,6 @@ EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 REGION = "us-east-1"
 LOCAL = "python{}.{}".format(*sys.version_info[:2])
 ACCOUNT = "123456789012"
-PROVIDED_BY_LAMBDA = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six")
 
 PROJECT = {
     "qr.yaml": f"name: demo\nruntime: {LOCAL}\narchitecture: x86_64\n",
@@ -214,11 +217,8 @@ def _client(service: str, url: str) -> Any:
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 def _deploy(base: Path, root: Path, moto_url: str, name: str = "demo") -> Lambda:
@@ -235,13 +235,7 @@ def _deploy(base: Path, root: Path, moto_url: str, name: str = "demo") -> Lambda
                 del sys.modules[module]
     bundle = base / "bundle"
     zipfile.ZipFile(built.path).extractall(bundle)
-    provided = base / "provided"  # what /var/runtime has on Lambda: boto3 and its dependencies
-    provided.mkdir()
-    site = Path(boto3.__file__).parents[1]
-    for package in PROVIDED_BY_LAMBDA:
-        for candidate in (site / package, site / f"{package}.py"):
-            if candidate.exists():
-                (provided / candidate.name).symlink_to(candidate)
+    provided = provided_dir(base)
     log = base / "records.log"
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -272,18 +266,7 @@ def aws(moto_url: str) -> str:
         QueueName="demo-production-orders.fifo",
         Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
     )
-    _client("dynamodb", moto_url).create_table(
-        TableName="demo-production-connections",
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_connections_table(_client("dynamodb", moto_url), "demo-production-connections")
     _client("ssm", moto_url).put_parameter(
         Name="/qr/demo/production/API_KEY", Value="s3cret", Type="SecureString"
     )
