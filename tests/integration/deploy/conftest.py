@@ -149,7 +149,7 @@ def stub_terraform(
 ) -> Path:
     """Write a ``terraform_data``-only stage with the outputs of the shared contract."""
     directory.mkdir(parents=True, exist_ok=True)
-    script = directory.parent / "update_code.py"
+    script = (directory.parent / "update_code.py").resolve()
     script.write_text(_UPDATE_CODE)
     commands = [f"{sys.executable} {script} {function} {code}"]
     if sleep:

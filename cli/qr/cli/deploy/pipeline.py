@@ -210,6 +210,7 @@ class Deployer:
         self.aws.check_region()
         self.aws.check_credentials()
         binary = self._binary or find_terraform(self.env)
+        self.out.line(f"Building stage {self.stage} ...")
         directory = self.build(self.root, self.stage)
         self._write_backend(directory)
         stage = self.config.stage(self.stage)
