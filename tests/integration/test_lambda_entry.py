@@ -112,6 +112,8 @@ PROJECT = {
         def handler(payload, job):
             if payload.get("fail"):
                 raise RuntimeError("cannot send")
+            if payload.get("extend"):
+                job.extend(120)
             record(f"emails {payload['to']} attempt={job.received_count}")
     """,
     "queues/orders.fifo.py": """
@@ -386,13 +388,13 @@ def _push(function: Lambda, queue: str, body: object, group: str | None = None) 
     )
 
 
-def _receive(function: Lambda, queue: str) -> list[dict[str, Any]]:
+def _receive(function: Lambda, queue: str, visibility: int = 60) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = (
         _client("sqs", function.moto_url)
         .receive_message(
             QueueUrl=function.env["QR_QUEUE_URL_PREFIX"] + queue,
             MaxNumberOfMessages=10,
-            VisibilityTimeout=60,
+            VisibilityTimeout=visibility,
             MessageAttributeNames=["All"],
             MessageSystemAttributeNames=["All"],
         )
@@ -430,6 +432,19 @@ def test_sqs_standard_batch_reports_the_failed_job(function: Lambda) -> None:
     again = _receive(function, "emails")
     assert [m["MessageId"] for m in again] == [failing]
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_job_extend_changes_the_message_visibility(function: Lambda) -> None:
+    _push(function, "emails", {"to": "long@x", "extend": True})
+    _push(function, "emails", {"to": "short@x"})
+    messages = _receive(function, "emails", visibility=0)  # visible again at once...
+    assert len(messages) == 2
+    (answer,) = function.invoke(_sqs_event(function, "emails", messages))
+    assert answer["ok"] == {"batchItemFailures": []}
+    # ...unless the job extended its lease: job.extend(120) -> ChangeMessageVisibility
+    again = _receive(function, "emails")
+    assert [json.loads(m["Body"])["to"] for m in again] == ["short@x"]
+    _delete_succeeded(function, "emails", again, {"batchItemFailures": []})
 
 
 def test_sqs_fifo_batch_stops_at_the_first_failure(function: Lambda) -> None:

@@ -4,7 +4,8 @@ Every line has ``time``, ``level``, ``logger`` and ``message``, plus what is run
 ``qr.runtime.context``): ``request_id`` (the HTTP request, job, schedule run or socket message id),
 ``kind`` and ``handler`` (the handler file), and ``error`` with the traceback when an exception
 is attached. ``configure()`` puts the formatter on the root logger's handlers (Lambda's own handler
-included) and sets the level from ``LOG_LEVEL`` (default ``INFO``).
+included) and sets the level from ``LOG_LEVEL`` (default ``INFO``; boto's own INFO lines are kept
+out unless it is ``DEBUG``).
 """
 
 from __future__ import annotations
@@ -52,3 +53,6 @@ def configure(level: str | None = None) -> None:
         handler.setFormatter(formatter)
     name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
     root.setLevel(logging.getLevelName(name) if name in logging.getLevelNamesMapping() else "INFO")
+    if root.level > logging.DEBUG:  # boto's INFO lines ("Found credentials ...") are noise here
+        for noisy in ("botocore", "boto3", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
