@@ -137,6 +137,10 @@ PROJECT = {
         def handler(data, connection_id):
             return {"echo": data}
     """,
+    "socket/ping.py": """
+        def handler(data, action):
+            return {"pong": data["n"], "action": action}
+    """,
     "schedules/cleanup.py": """
         from lib.record import record
 
@@ -480,10 +484,13 @@ def test_websocket_events(function: Lambda) -> None:
     refused["queryStringParameters"] = {"token": "wrong"}
     refused["multiValueQueryStringParameters"] = {"token": ["wrong"]}
     refused["requestContext"] = {**refused["requestContext"], "connectionId": "refused="}
-    connect, refuse, message, disconnect = function.invoke(
+    ping = event("ws_message.json")
+    ping["body"] = json.dumps({"action": "ping", "n": 3})
+    connect, refuse, message, action, disconnect = function.invoke(
         event("ws_connect.json"),
         refused,
         event("ws_message.json"),
+        ping,
         event("ws_disconnect.json"),
     )
     assert connect["ok"] == {"statusCode": 200}
@@ -494,7 +501,10 @@ def test_websocket_events(function: Lambda) -> None:
     # the handler's return value went back through the management API
     connections = get_backend("apigatewaymanagementapi")[ACCOUNT][REGION].connections
     sent = next(c.data for key, c in connections.items() if key.startswith("LmXzXfQ2IAMCJ8g"))
-    assert json.loads(sent) == {"echo": {"text": "hello"}}
+    assert action["ok"] == {"statusCode": 200}
+    echo, pong = sent.decode().replace("}{", "}\n{").splitlines()
+    assert json.loads(echo) == {"echo": {"text": "hello"}}
+    assert json.loads(pong) == {"pong": 3, "action": "ping"}  # socket/ping.py
     # connected, then forgotten on $disconnect
     items = _client("dynamodb", function.moto_url).scan(TableName="demo-production-connections")
     assert items["Items"] == []
