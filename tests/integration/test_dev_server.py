@@ -215,6 +215,20 @@ def test_edit_a_handler_and_see_the_change(dev: DevProcess) -> None:
     assert "reloaded" in dev.output()
 
 
+def test_queue_handler_reload_keeps_the_engine_and_its_jobs(dev: DevProcess) -> None:
+    notify = dev.root / "queues" / "notify.py"
+    reloads = dev.output().count("reloaded")
+    # new code and a new config: the worker is replaced, the engine and its queue are not
+    notify.write_text(
+        NOTIFY.replace('"n"]', '"n"], "v": 2') + "\nconfig = {'timeout': 20}\n", encoding="utf-8"
+    )
+    _until(lambda: dev.output().count("reloaded") > reloads, "the reload")
+    with _ws(dev, "u5") as ws:
+        result = dev.qr("dev", "queue", "notify", '{"user": "u5", "n": 9}', "--json")
+        job_id = json.loads(result.stdout)["job_id"]
+        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 9, "v": 2, "job_id": job_id}
+
+
 def test_broken_file_shows_the_error_and_fixing_recovers(dev: DevProcess) -> None:
     index = dev.root / "api" / "index.py"
     good = index.read_text(encoding="utf-8")
