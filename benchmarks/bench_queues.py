@@ -32,7 +32,8 @@ from qr.runtime.local.worker import LocalQueuePort, Worker
 from qr.runtime.manifest import Manifest, scan
 from qr.runtime.ports import Platform, set_platform
 
-N = int(os.environ.get("QR_BENCH_JOBS", "20000"))
+N = int(os.environ.get("QR_BENCH_JOBS", "10000"))
+ROUNDS = 3
 HANDLERS = {
     "noop_async.py": (
         "config = {'concurrency': 50, 'batch_size': 10}\ndone = [0]\n"
@@ -153,22 +154,25 @@ def main() -> None:
                 queue_names=frozenset(q.name for q in manifest.queues),
             )
         )
-        raw = raw_loop(Path(scratch) / "raw.db", N)
-        push_a, run_a = asyncio.run(qr_run(engine, manifest, "noop_async", N))
-        push_s, run_s = asyncio.run(qr_run(engine, manifest, "noop_sync", N))
-        raw_rate = N / raw
-        async_rate = N / (push_a + run_a)
-        sync_rate = N / (push_s + run_s)
-        print(f"jobs: {N:,} no-op, durable (WAL, synchronous=NORMAL)")
+        # Alternating rounds, best of each: the machine is shared, so the least disturbed round
+        # of each variant is the fairest comparison.
+        raw_rate = 0.0
+        best: dict[str, tuple[float, float]] = {}  # queue -> (push s, run s) of its best round
+        for round_ in range(ROUNDS):
+            raw_rate = max(raw_rate, N / raw_loop(Path(scratch) / f"raw{round_}.db", N))
+            for queue in ("noop_async", "noop_sync"):
+                push, run = asyncio.run(qr_run(engine, manifest, queue, N))
+                if queue not in best or push + run < sum(best[queue]):
+                    best[queue] = (push, run)
+        print(f"jobs: {N:,} no-op per round, durable (WAL, synchronous=NORMAL), best of {ROUNDS}")
         print(f"raw SQLite push+claim+ack loop   {raw_rate:>9,.0f} jobs/s")
-        print(
-            f"qr end to end, async handler     {async_rate:>9,.0f} jobs/s  ({async_rate / raw_rate:.2f}x raw;"
-            f" push {N / push_a:,.0f}/s, run {N / run_a:,.0f}/s)"
-        )
-        print(
-            f"qr end to end, sync handler      {sync_rate:>9,.0f} jobs/s  ({sync_rate / raw_rate:.2f}x raw;"
-            f" push {N / push_s:,.0f}/s, run {N / run_s:,.0f}/s)"
-        )
+        for queue, label in (("noop_async", "async"), ("noop_sync", "sync")):
+            push, run = best[queue]
+            push_rate, run_rate, rate = N / push, N / run, N / (push + run)
+            print(
+                f"qr end to end, {label:<5} handler     {rate:>9,.0f} jobs/s  ({rate / raw_rate:.2f}x raw;"
+                f" push {push_rate:,.0f}/s, run {run_rate:,.0f}/s)"
+            )
         waits = asyncio.run(latency(engine, manifest, 1000))
         cuts = statistics.quantiles(waits, n=100)
         print(f"enqueue -> handler start          p50 {cuts[49]:.3f} ms, p99 {cuts[98]:.3f} ms")

@@ -11,23 +11,15 @@ from pathlib import Path
 import pytest
 
 from qr.cli.local_queues import read_payload
-from qr.cli.main import main
 from qr.runtime.local.engine import DB_PATH, Engine
 from qr.runtime.manifest import Backoff
 from tests.conftest import MakeProject
+from tests.functional.test_cli import run
 
 FILES = {
     "queues/emails.py": "def handler(payload): ...\n",
     "queues/orders.fifo.py": "def handler(payload): ...\n",
 }
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main([*args])
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out, err
 
 
 def test_push_then_list(make_project: MakeProject, capsys: pytest.CaptureFixture[str]) -> None:

@@ -249,3 +249,22 @@ def test_drain_runs_everything_claimable(
     assert record.seen == [(1, 1)]
     only = asyncio.run(worker.drain(["record"]))
     assert only == []
+
+
+def test_a_stopped_worker_can_start_again(
+    manifest: Manifest, engine: Engine, platform: Platform
+) -> None:
+    record = module(manifest, "record")
+    worker = Worker(engine, manifest.queues, poll_interval=3600)
+
+    async def main() -> None:
+        worker.start()
+        await worker.stop()
+        queues["record"].push("while stopped")
+        worker.start()
+        await until(lambda: record.seen == [("while stopped", 1)])
+        queues["record"].push("woken")
+        await until(lambda: len(record.seen) == 2)
+        await worker.stop()
+
+    run(main)

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -92,7 +92,7 @@ class Worker:
         self._consumers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acks: list[tuple[Claimed, Any, asyncio.Future[bool]]] = []
-        self._unsubscribe = engine.subscribe(self._pushed)
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,6 +100,8 @@ class Worker:
         """Start one consumer task per queue on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        if self._unsubscribe is None:
+            self._unsubscribe = self.engine.subscribe(self._pushed)
         for queue in self.queues.values():
             self._consumers.append(
                 asyncio.create_task(self._consume(queue), name=f"qr-queue-{queue.name}")
@@ -127,7 +129,9 @@ class Worker:
         for job in list(self._running):
             job.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        self._unsubscribe()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     # -- consuming -----------------------------------------------------------------------------
 
