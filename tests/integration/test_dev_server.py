@@ -7,6 +7,7 @@ with Ctrl+C. Every wait is bounded (``_until``). The schedule clock runs 60x fas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,7 +22,9 @@ from typing import TypeVar
 
 import httpx
 import pytest
+import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
 from qr.runtime.local.engine import DB_PATH, Engine
@@ -183,15 +186,28 @@ def test_job_pushed_with_qr_dev_queue_reaches_the_websocket(dev: DevProcess) -> 
         assert json.loads(ws.recv(timeout=WAIT)) == {"job": 8, "job_id": job_id}
 
 
-def test_oversized_message_closes_1009_and_the_server_goes_on(dev: DevProcess) -> None:
+def test_oversized_message_and_bad_frame_close_the_connection_the_server_goes_on(
+    dev: DevProcess,
+) -> None:
     with _ws(dev, "u3") as ws, pytest.raises(ConnectionClosed) as info:
         ws.send("x" * (128 * 1024 + 1))
         ws.recv(timeout=WAIT)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1009
+    assert asyncio.run(_invalid_utf8_close_code(dev.ws_url())) == 1007
     with _ws(dev, "u3") as ws:
         ws.send("ping")
         assert json.loads(ws.recv(timeout=WAIT)) == {"echo": "ping"}
+
+
+async def _invalid_utf8_close_code(url: str) -> int | None:
+    """Send a text frame that is not UTF-8 (no client API does that on purpose)."""
+    async with websockets.connect(url, open_timeout=WAIT) as ws:
+        ws.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe"))
+        ws.send_data()
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), timeout=WAIT)
+        return ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
 
 
 def test_schedule_fires_on_its_rate_and_on_demand(dev: DevProcess) -> None:
