@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from qr.cli.console import Output
 from qr.cli.deploy.aws import Aws
-from qr.cli.deploy.env import read_value
+from qr.cli.deploy.env import Environment, fingerprint, read_value
+from qr.cli.deploy.pipeline import SETTINGS_OVERRIDE, Deployer
+from qr.cli.deploy.target import load_target
 from qr.cli.errors import QrError
 from tests.integration.deploy.conftest import create_function, publish_versions, run_qr
 
@@ -118,3 +121,44 @@ def test_status_shows_versions_queues_and_schedules(
     assert code == 0, err
     assert "current    version 1 (latest is 3)" in out
     assert "emails" in out and "dead letters" in out.lower()
+
+
+def test_changed_settings_give_the_function_a_new_description(demo: Path, aws: Aws) -> None:
+    deployer = Deployer(demo, None, out=Output(io.StringIO(), rich=False), aws=aws)
+    directory = demo / ".qr" / "build" / "production" / "terraform"
+    directory.mkdir(parents=True)
+    override = directory / SETTINGS_OVERRIDE
+    deployer._write_settings(directory)  # no function in this configuration
+    assert not override.exists()
+
+    (directory / "function.tf").write_text('resource "aws_lambda_function" "app" {\n}\n')
+    deployer._write_settings(directory)  # no settings yet
+    assert not override.exists()
+
+    target = load_target(demo, None, aws)
+    Environment(target).set("STRIPE_KEY", "one")
+    deployer._write_settings(directory)
+    first = override.read_text()
+    assert 'resource "aws_lambda_function" "app" {\n  description = "qr settings ' in first
+    deployer._write_settings(directory)
+    assert override.read_text() == first  # unchanged settings, unchanged description
+    Environment(target).set("STRIPE_KEY", "two")
+    deployer._write_settings(directory)
+    assert override.read_text() != first
+    assert fingerprint(target) is not None
+
+
+def test_destroy_wants_the_stage_name_typed_back(demo: Path, aws: Aws) -> None:
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return "prod"
+
+    deployer = Deployer(
+        demo, None, out=Output(io.StringIO(), rich=False), aws=aws, ask=ask, interactive=True
+    )
+    with pytest.raises(QrError) as info:
+        deployer.destroy()
+    assert info.value.message == "destroy cancelled: 'prod' is not 'production'"
+    assert "Type the stage name to confirm" in asked[0]

@@ -9,6 +9,7 @@ change dates; values only with ``--show``.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from qr.runtime.config import ENV_NAME_RE
 
 COLD_START_NOTE = (
     "Takes effect on the next cold start: new execution environments read it, running ones keep "
-    "the old value. A 'qr deploy' that publishes a new version starts new ones."
+    "the old value. Run 'qr deploy' to start new ones now (it publishes a new version when the "
+    "settings changed)."
 )
 MAX_VALUE = 8192
 """Bytes in an advanced-tier parameter (standard tier: 4096)."""
@@ -142,3 +144,16 @@ def read_value(value: str | None, from_file: Path | None, stdin: IO[str] | None 
             "echo -n VALUE | qr env set NAME",
         )
     return stdin.read().removesuffix("\n")
+
+
+def fingerprint(target: Target) -> str | None:
+    """A short hash of the stage's parameter names and versions (``None`` when there are none).
+
+    ``qr deploy`` puts it in the function's description, so a settings change makes Terraform
+    publish a new version, and the alias move starts new execution environments that read them.
+    """
+    parameters = Environment(target).list()
+    if not parameters:
+        return None
+    text = "\n".join(f"{p.name}:{p.version}" for p in parameters)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -33,6 +33,8 @@ import typer
 from qr.cli.console import Output
 from qr.cli.deploy.aws import Aws
 from qr.cli.deploy.domain import certificate_ready, show_records
+from qr.cli.deploy.env import fingerprint
+from qr.cli.deploy.target import Target
 from qr.cli.deploy.terraform import PlanSummary, Terraform, TerraformBinary, find_terraform
 from qr.cli.deploy.versions import (
     ALIAS,
@@ -51,6 +53,8 @@ BuildStep = Callable[[Path, str], Path]
 """``(root, stage) -> terraform directory`` of the rendered stage."""
 
 BACKEND_OVERRIDE = "qr_backend_override.tf"
+SETTINGS_OVERRIDE = "qr_settings_override.tf"
+_FUNCTION = re.compile(r'^resource\s+"aws_lambda_function"\s+"app"', re.MULTILINE)
 _BACKEND = re.compile(r'^\s*backend\s+"', re.MULTILINE)
 _SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "±", "read": "<="}
 
@@ -215,6 +219,7 @@ class Deployer:
         self._write_backend(directory)
         stage = self.config.stage(self.stage)
         certificate_ready(self.aws, directory, stage.domain if stage.zone is None else None)
+        self._write_settings(directory)
         self.env.setdefault("TF_PLUGIN_CACHE_DIR", str(_plugin_cache()))
         Path(self.env["TF_PLUGIN_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
         terraform = Terraform(
@@ -252,6 +257,24 @@ class Deployer:
             )
         text = f"# Written by qr deploy: where Terraform keeps this stage's state.\nterraform {{\n{body}}}\n"
         override.write_text(text, encoding="utf-8")
+
+    def _write_settings(self, directory: Path) -> None:
+        """Fingerprint of the ``qr env`` settings in the function's description (see env.py)."""
+        override = directory / SETTINGS_OVERRIDE
+        override.unlink(missing_ok=True)
+        if not any(_FUNCTION.search(p.read_text(encoding="utf-8")) for p in directory.glob("*.tf")):
+            return
+        target = Target(self.root, self.config, self.stage, self.aws)
+        stamp = fingerprint(target)
+        if stamp is None:
+            return
+        override.write_text(
+            "# Written by qr deploy: a new version when the qr env settings change.\n"
+            'resource "aws_lambda_function" "app" {\n'
+            f'  description = "qr settings {stamp}"\n'
+            "}\n",
+            encoding="utf-8",
+        )
 
     def _show_plan(self, summary: PlanSummary) -> None:
         changes = [c for c in summary.changes if c.action not in ("noop", "read")]
