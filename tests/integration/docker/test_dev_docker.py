@@ -14,11 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -26,10 +23,10 @@ from websockets.sync.client import ClientConnection, connect
 
 from qr.cli.docker.pool import POOL_LABEL
 from tests.integration.docker.conftest import BASE_IMAGE, CACHE
+from tests.integration.test_dev_server import DevProcess, _until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-T = TypeVar("T")
 WAIT = 60.0
 
 NOTIFY = """
@@ -57,38 +54,6 @@ from qr.runtime import queues
 def post(body):
     return {"job_id": queues["notify"].push(body)}
 """
-
-
-@dataclass
-class DevProcess:
-    root: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-    url: str
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def qr(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "qr.cli", *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-
-def _until(check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +109,7 @@ def dev(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @contextlib.contextmanager
 def _ws(dev: DevProcess, user: str) -> Iterator[ClientConnection]:
-    with connect(dev.url.replace("http://", "ws://") + "/", open_timeout=WAIT) as ws:
+    with connect(dev.ws_url(), open_timeout=WAIT) as ws:
         ws.send(json.dumps({"user": user}))
         assert json.loads(ws.recv(timeout=WAIT)) == {"ready": user}
         yield ws
@@ -171,7 +136,10 @@ def test_queued_job_runs_and_reaches_the_websocket(dev: DevProcess) -> None:
         response = httpx.post(dev.url + "/push", json={"user": "u2", "n": 7}, timeout=WAIT)
         job_id = response.json()["job_id"]
         assert json.loads(ws.recv(timeout=WAIT)) == {"job": 7, "job_id": job_id}
-    _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
+        pushed = dev.qr("dev", "queue", "notify", json.dumps({"user": "u2", "n": 8}))
+        assert pushed.returncode == 0, pushed.stderr
+        assert json.loads(ws.recv(timeout=WAIT))["job"] == 8  # pushed by another process
+    _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line", WAIT)
     assert f"notifying u2 of job {job_id}" in dev.output()  # container output, in the console
 
 
@@ -180,7 +148,7 @@ def test_schedule_fired_with_qr_dev_schedule(dev: DevProcess) -> None:
     assert result.returncode == 0, result.stderr
     assert "cleanup ran as job" in result.stdout
     job_id = result.stdout.split("as job ", 1)[1].split()[0]
-    _until(lambda: f"cleanup run {job_id}" in dev.output(), "the schedule's output")
+    _until(lambda: f"cleanup run {job_id}" in dev.output(), "the schedule's output", WAIT)
 
 
 def test_code_change_restarts_the_containers(dev: DevProcess) -> None:
@@ -189,6 +157,7 @@ def test_code_change_restarts_the_containers(dev: DevProcess) -> None:
     _until(
         lambda: httpx.get(dev.url + "/", timeout=WAIT).json() == {"message": "edited"},
         "the edited handler in the containers",
+        WAIT,
     )
 
 
