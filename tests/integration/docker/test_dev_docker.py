@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from qr.cli.docker.pool import POOL_LABEL
+from qr.cli.docker.pool import PROJECT_LABEL
 from tests.integration.docker.conftest import BASE_IMAGE, CACHE
 from tests.integration.test_dev_server import DevProcess, _until
 
@@ -103,8 +104,15 @@ def dev(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-        for container in docker_client.containers.list(all=True, filters={"label": POOL_LABEL}):
+        for container in _containers(docker_client, root):
             container.remove(force=True)
+
+
+def _containers(client: Any, root: Path) -> list[Any]:
+    """This project's containers (other projects may be using the same engine)."""
+    label = f"{PROJECT_LABEL}={root.resolve()}"
+    found: list[Any] = client.containers.list(all=True, filters={"label": label})
+    return found
 
 
 @contextlib.contextmanager
@@ -164,5 +172,5 @@ def test_code_change_restarts_the_containers(dev: DevProcess) -> None:
 def test_ctrl_c_stops_and_removes_the_containers(dev: DevProcess, docker_client: Any) -> None:
     dev.process.send_signal(signal.SIGINT)
     assert dev.process.wait(timeout=WAIT) == 0
-    left = docker_client.containers.list(all=True, filters={"label": POOL_LABEL})
+    left = _containers(docker_client, dev.root)
     assert left == []

@@ -41,7 +41,7 @@ from qr.cli.docker.image import (
     default_base_image,
     host_architecture,
 )
-from qr.cli.docker.pool import ContainerPool, LogLine, PoolConfig
+from qr.cli.docker.pool import PROJECT_LABEL, ContainerPool, LogLine, PoolConfig
 from qr.runtime.manifest import Manifest
 from qr.runtime.ports import Platform
 
@@ -165,6 +165,7 @@ class DockerFunction:
                 region=config.region,
                 environment=self.environment(),
                 network=self.settings.network,
+                labels={PROJECT_LABEL: str(self.manifest.root)},
             ),
             on_log=_log_line,
         )

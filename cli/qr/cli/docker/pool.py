@@ -40,6 +40,8 @@ from qr.cli.docker.runtime_api import RuntimeAPIServer, Work
 
 Stream = Literal["stdout", "stderr"]
 POOL_LABEL = "dev.qr.pool"
+PROJECT_LABEL = "dev.qr.project"
+"""The project root a container serves (several projects may share one engine)."""
 
 
 class InvocationFailed(Exception):
@@ -97,6 +99,8 @@ class PoolConfig:
     """``host`` where bridge networking is unavailable (CI); ``bridge`` otherwise."""
     start_timeout: float = 60.0
     """How long ``start()`` waits for containers to finish their init."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra container labels (``PROJECT_LABEL``)."""
 
 
 @dataclass
@@ -287,7 +291,7 @@ class _Slot:
             "environment": self.pool._environment(f"{host}:{self.server.port}"),
             "network_mode": config.network,
             "volumes": {str(config.task_dir.resolve()): {"bind": TASK_ROOT, "mode": "ro"}},
-            "labels": {POOL_LABEL: self.pool.id},
+            "labels": {**config.labels, POOL_LABEL: self.pool.id},
             "mem_limit": f"{config.memory_mb}m",
             "read_only": True,
             "tmpfs": {"/tmp": "rw,size=512m"},
