@@ -25,13 +25,15 @@ import contextlib
 import itertools
 import json
 import queue
+import struct
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -274,6 +276,8 @@ class _Slot:
         self.init_crashed = False
         self.output: deque[str] = deque(maxlen=40)
         self.current: _Job | None = None
+        self.history: deque[tuple[str, float, float | None]] = deque(maxlen=64)
+        """Recent invocations: (request id, handed out, answered) in ``time.time()``."""
         self.container: Any = None
         self._stopping = False
         self._lock = threading.Lock()
@@ -325,6 +329,7 @@ class _Slot:
                 return None
             with self._lock:
                 self.current = job
+                self.history.append((job.work.request_id, time.time(), None))
             timer = threading.Timer(job.timeout, self._timed_out, args=(job,))
             timer.daemon = True
             timer.start()
@@ -361,6 +366,8 @@ class _Slot:
             job = self.current
             if job is None or job.work.request_id != request_id:
                 return None
+            if self.history and self.history[-1][0] == request_id:
+                self.history[-1] = (request_id, self.history[-1][1], time.time())
             return job
 
     def _timed_out(self, job: _Job) -> None:
@@ -374,37 +381,57 @@ class _Slot:
         _quietly(self.container.kill)
 
     def _follow(self) -> None:
-        """Stream the container's output until it exits, then report the exit."""
-        from docker.utils.socket import STDERR, frames_iter
+        """Stream the container's output until it exits, then report the exit.
 
-        params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
-        sock = None
+        The engine's ``logs`` stream with timestamps: a line belongs to the invocation that was
+        running when the engine read it, not when this thread gets to it (it may lag under load).
+        """
+        api = self.pool.client.api
+        params = {"follow": 1, "stdout": 1, "stderr": 1, "timestamps": 1}
         pending: dict[Stream, str] = {"stdout": "", "stderr": ""}
+        response = None
         try:
-            sock = self.pool.client.api.attach_socket(self.container.id, params=params)
-            for stream_id, chunk in frames_iter(sock, tty=False):
-                name: Stream = "stderr" if stream_id == STDERR else "stdout"
-                text = pending[name] + chunk.decode("utf-8", "replace")
-                *lines, pending[name] = text.split("\n")
-                for line in lines:
-                    self._line(name, line)
+            url = api._url("/containers/{0}/logs", self.container.id)
+            response = api._get(url, params=params, stream=True)
+            api._raise_for_status(response)
+            # A quiet container must not end the stream: no read timeout on this socket.
+            api._disable_socket_timeout(api._get_raw_response_socket(response))
+            for stream_id, chunk in _frames(response.raw):
+                name: Stream = "stderr" if stream_id == _STDERR else "stdout"
+                stamp, _, text = chunk.decode("utf-8", "replace").partition(" ")
+                # A line over the engine's buffer arrives in parts; only the last ends in "\n".
+                text = pending[name] + text
+                if not text.endswith("\n"):
+                    pending[name] = text
+                    continue
+                pending[name] = ""
+                self._line(name, text[:-1], _epoch(stamp))
         except Exception as exc:  # the engine went away; report it as output
             self.output.append(f"(lost the container's output: {exc})")
         finally:
-            _close_socket(sock)
+            if response is not None:
+                _quietly(response.close)
         for stream, rest in pending.items():
             if rest:
-                self._line(stream, rest)
+                self._line(stream, rest, time.time())
         self._exited()
 
-    def _line(self, stream: Stream, text: str) -> None:
+    def _line(self, stream: Stream, text: str, at: float) -> None:
         if self._stopping:  # a container being removed says nothing worth showing
             return
-        job = self.current
+        request_id = self._running_at(at)
         # The runtime interface client joins a record's lines with "\r" (one CloudWatch event).
         for part in text.rstrip("\r").split("\r"):
             self.output.append(part)
-            self.pool.on_log(LogLine(self.name, job.work.request_id if job else None, stream, part))
+            self.pool.on_log(LogLine(self.name, request_id, stream, part))
+
+    def _running_at(self, at: float) -> str | None:
+        with self._lock:
+            history = list(self.history)
+        for request_id, began, ended in reversed(history):
+            if began - _SLACK <= at and (ended is None or at <= ended + _SLACK):
+                return request_id
+        return None
 
     def _exited(self) -> None:
         with self._lock:
@@ -428,15 +455,38 @@ class _Slot:
         self.started.set()
 
 
+_SLACK = 0.002
+"""Seconds of tolerance between the engine's clock reading a line and ours (same machine)."""
+
+
+def _epoch(stamp: str) -> float:
+    """The engine's RFC 3339 timestamp (nanoseconds, ``Z``) as seconds since the epoch."""
+    try:
+        whole, _, fraction = stamp.rstrip("Z").partition(".")
+        moment = datetime.fromisoformat(whole).replace(tzinfo=UTC)
+        return moment.timestamp() + float(f"0.{fraction or 0}")
+    except ValueError:
+        return time.time()
+
+
 def _canceller(timer: threading.Timer) -> Callable[[Future[bytes]], None]:
     return lambda _: timer.cancel()
 
 
-def _close_socket(sock: Any) -> None:
-    """The SDK's attach socket is a file object over the real socket: close both."""
-    for part in (sock, getattr(sock, "_sock", None)):
-        if part is not None:
-            _quietly(part.close)
+_STDERR = 2
+
+
+def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:
+    """The engine's multiplexed log stream: an 8-byte header (stream, size) before each frame."""
+    while True:
+        header = raw.read(8)
+        if len(header) < 8:
+            return
+        size = struct.unpack(">L", header[4:])[0]
+        data = raw.read(size) if size else b""
+        if size and not data:
+            return
+        yield header[0], data
 
 
 def _quietly(action: Callable[..., object], **kwargs: Any) -> None:
