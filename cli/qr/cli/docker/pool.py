@@ -385,10 +385,26 @@ class _Slot:
 
         The engine's ``logs`` stream with timestamps: a line belongs to the invocation that was
         running when the engine read it, not when this thread gets to it (it may lag under load).
+        A stream that ends while the container still runs (a busy engine) is opened again from
+        the last line seen, so only a real exit counts as one.
         """
-        api = self.pool.client.api
-        params = {"follow": 1, "stdout": 1, "stderr": 1, "timestamps": 1}
         pending: dict[Stream, str] = {"stdout": "", "stderr": ""}
+        since = 0.0
+        for _ in range(_FOLLOW_ATTEMPTS):
+            since = self._stream(pending, since)
+            if self._stopping or not self._running():
+                break
+        for stream, rest in pending.items():
+            if rest:
+                self._line(stream, rest, time.time())
+        self._exited()
+
+    def _stream(self, pending: dict[Stream, str], since: float) -> float:
+        """Follow the logs from ``since``; returns the time of the last line seen."""
+        api = self.pool.client.api
+        params: dict[str, float] = {"follow": 1, "stdout": 1, "stderr": 1, "timestamps": 1}
+        if since:
+            params["since"] = since + 1e-6
         response = None
         try:
             url = api._url("/containers/{0}/logs", self.container.id)
@@ -399,22 +415,27 @@ class _Slot:
             for stream_id, chunk in _frames(response.raw):
                 name: Stream = "stderr" if stream_id == _STDERR else "stdout"
                 stamp, _, text = chunk.decode("utf-8", "replace").partition(" ")
+                since = _epoch(stamp)
                 # A line over the engine's buffer arrives in parts; only the last ends in "\n".
                 text = pending[name] + text
                 if not text.endswith("\n"):
                     pending[name] = text
                     continue
                 pending[name] = ""
-                self._line(name, text[:-1], _epoch(stamp))
+                self._line(name, text[:-1], since)
         except Exception as exc:  # the engine went away; report it as output
             self.output.append(f"(lost the container's output: {exc})")
         finally:
             if response is not None:
                 _quietly(response.close)
-        for stream, rest in pending.items():
-            if rest:
-                self._line(stream, rest, time.time())
-        self._exited()
+        return since
+
+    def _running(self) -> bool:
+        try:
+            self.container.reload()
+        except Exception:  # removed meanwhile
+            return False
+        return str(self.container.status) in ("created", "running", "restarting")
 
     def _line(self, stream: Stream, text: str, at: float) -> None:
         if self._stopping:  # a container being removed says nothing worth showing
@@ -429,7 +450,7 @@ class _Slot:
         with self._lock:
             history = list(self.history)
         for request_id, began, ended in reversed(history):
-            if began - _SLACK <= at and (ended is None or at <= ended + _SLACK):
+            if began - _SLACK <= at and (ended is None or at <= ended + _LATE):
                 return request_id
         return None
 
@@ -457,6 +478,9 @@ class _Slot:
 
 _SLACK = 0.002
 """Seconds of tolerance between the engine's clock reading a line and ours (same machine)."""
+_LATE = 0.5
+"""The engine may read a line after the invocation has answered (a busy machine): a line up to
+this long after the answer, before the next invocation began, still belongs to it."""
 
 
 def _epoch(stamp: str) -> float:
@@ -474,6 +498,7 @@ def _canceller(timer: threading.Timer) -> Callable[[Future[bytes]], None]:
 
 
 _STDERR = 2
+_FOLLOW_ATTEMPTS = 20
 
 
 def _frames(raw: Any) -> Iterator[tuple[int, bytes]]:
