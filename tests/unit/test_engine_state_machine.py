@@ -133,6 +133,23 @@ class EngineMachine(RuleBasedStateMachine):
         else:
             assert outcome == "retry"
 
+    @precondition(lambda self: bool(self.held))
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        """Graceful shutdown: the job is visible again and the receive does not count."""
+        job_id = self._pick_held(data)
+        claimed, _ = self.held.pop(job_id)
+        assert self.engine.release(claimed)
+        self.live[job_id].received -= 1
+
+    @precondition(lambda self: bool(self.held))
+    @rule(data=st.data(), seconds=st.sampled_from([5, 20]))
+    def extend(self, data: st.DataObject, seconds: int) -> None:
+        job_id = self._pick_held(data)
+        claimed, until = self.held[job_id]
+        self.engine.extend(claimed, seconds)
+        self.held[job_id] = (claimed, max(until, self.clock.now + seconds))
+
     @rule(seconds=st.sampled_from([1, 4, 6, 11, 301]))
     def tick(self, seconds: float) -> None:
         self.clock.now += seconds
