@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from qr.cli.docker.pool import PROJECT_LABEL
 from tests.integration.docker.conftest import BASE_IMAGE, CACHE
-from tests.integration.test_dev_server import DevProcess, _until
+from tests.integration.test_dev_server import MIDDLEWARE, PUSH, DevProcess, _until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,23 +37,6 @@ from qr.runtime import socket
 def handler(payload, job):
     print(f"notifying {payload['user']} of job {job.job_id}")
     socket.to(payload["user"]).send({"job": payload["n"], "job_id": job.job_id})
-"""
-MIDDLEWARE = """
-from qr.runtime import socket
-
-
-def authenticate(data):
-    if isinstance(data, dict) and "user" in data:
-        socket.send({"ready": data["user"]})
-        return {"id": data["user"]}
-    return None
-"""
-PUSH = """
-from qr.runtime import queues
-
-
-def post(body):
-    return {"job_id": queues["notify"].push(body)}
 """
 
 
