@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -27,36 +28,53 @@ from tests.integration.deploy.conftest import (
 pytestmark = pytest.mark.integration
 
 
-def deployer(
-    project: Path,
-    aws: Aws,
-    build: StubBuild,
-    binary: TerraformBinary,
-    stream: io.StringIO | None = None,
-    **options: object,
-) -> Deployer:
-    return Deployer(
-        project,
-        None,
-        out=Output(stream or io.StringIO(), rich=False),
-        aws=aws,
-        build=build,
-        terraform=binary,
-        **options,  # type: ignore[arg-type]
-    )
+class Make(Protocol):
+    def __call__(
+        self,
+        build: StubBuild | None = None,
+        *,
+        aws: Aws | None = None,
+        stream: io.StringIO | None = None,
+        **options: Any,
+    ) -> Deployer: ...
 
 
-def test_deploy_applies_then_moves_the_alias(
+@pytest.fixture
+def make(
     project: Path,
     aws: Aws,
     stub_build: Callable[..., StubBuild],
     terraform_binary: TerraformBinary,
+) -> Make:
+    """A Deployer for ``project`` with the real terraform, moto and the stub stage by default."""
+    default_aws = aws
+
+    def factory(
+        build: StubBuild | None = None,
+        *,
+        aws: Aws | None = None,
+        stream: io.StringIO | None = None,
+        **options: Any,
+    ) -> Deployer:
+        return Deployer(
+            project,
+            None,
+            out=Output(stream or io.StringIO(), rich=False),
+            aws=aws or default_aws,
+            build=build or stub_build(),
+            terraform=terraform_binary,
+            **options,
+        )
+
+    return factory
+
+
+def test_deploy_applies_then_moves_the_alias(
+    project: Path, aws: Aws, make: Make, stub_build: Callable[..., StubBuild]
 ) -> None:
     create_function(aws)
     stream = io.StringIO()
-    result = deployer(project, aws, stub_build(code="v2"), terraform_binary, stream).deploy(
-        yes=True
-    )
+    result = make(stub_build(code="v2"), stream=stream).deploy(yes=True)
     text = stream.getvalue()
     assert result.applied
     assert result.plan.add == 2
@@ -81,7 +99,7 @@ def test_deploy_applies_then_moves_the_alias(
 
     # a second deploy with the same code changes nothing and confirms the version
     stream = io.StringIO()
-    again = deployer(project, aws, stub_build(code="v2"), terraform_binary, stream).deploy(yes=True)
+    again = make(stub_build(code="v2"), stream=stream).deploy(yes=True)
     assert not again.applied
     assert "No changes." in stream.getvalue()
     assert (again.previous, again.version) == ("2", "2")
@@ -89,17 +107,12 @@ def test_deploy_applies_then_moves_the_alias(
 
 
 def test_a_failed_apply_leaves_the_alias_where_it_was(
-    project: Path,
-    aws: Aws,
-    stub_build: Callable[..., StubBuild],
-    terraform_binary: TerraformBinary,
+    project: Path, aws: Aws, make: Make, stub_build: Callable[..., StubBuild]
 ) -> None:
     create_function(aws)
     stream = io.StringIO()
     with pytest.raises(QrError) as info:
-        deployer(project, aws, stub_build(code="v2", fail=True), terraform_binary, stream).deploy(
-            yes=True
-        )
+        make(stub_build(code="v2", fail=True), stream=stream).deploy(yes=True)
     assert info.value.message == "terraform apply for stage 'production' failed"
     assert "local-exec provisioner error" in info.value.hint
     assert "main.tf:" in info.value.hint  # where in the rendered configuration
@@ -109,27 +122,17 @@ def test_a_failed_apply_leaves_the_alias_where_it_was(
     assert DeploymentLog(project).records() == []
 
 
-def test_plan_stops_before_applying(
-    project: Path,
-    aws: Aws,
-    stub_build: Callable[..., StubBuild],
-    terraform_binary: TerraformBinary,
-) -> None:
+def test_plan_stops_before_applying(project: Path, aws: Aws, make: Make) -> None:
     create_function(aws)
     stream = io.StringIO()
-    result = deployer(project, aws, stub_build(), terraform_binary, stream).deploy(plan_only=True)
+    result = make(stream=stream).deploy(plan_only=True)
     assert not result.applied
     assert "Plan: 2 to add, 0 to change, 0 to destroy." in stream.getvalue()
     assert alias_version(aws) == "1"
     assert not (project / ".qr" / "state" / "production" / "terraform.tfstate").exists()
 
 
-def test_confirmation_is_asked_and_a_no_changes_nothing(
-    project: Path,
-    aws: Aws,
-    stub_build: Callable[..., StubBuild],
-    terraform_binary: TerraformBinary,
-) -> None:
+def test_confirmation_is_asked_and_a_no_changes_nothing(aws: Aws, make: Make) -> None:
     create_function(aws)
     asked: list[str] = []
 
@@ -138,59 +141,39 @@ def test_confirmation_is_asked_and_a_no_changes_nothing(
         return False
 
     with pytest.raises(QrError, match="deploy cancelled"):
-        deployer(
-            project, aws, stub_build(), terraform_binary, confirm=confirm, interactive=True
-        ).deploy()
+        make(confirm=confirm, interactive=True).deploy()
     assert asked == ["Apply these changes to stage production?"]
     assert alias_version(aws) == "1"
 
 
-def test_without_a_terminal_yes_is_required(
-    project: Path,
-    aws: Aws,
-    stub_build: Callable[..., StubBuild],
-    terraform_binary: TerraformBinary,
-) -> None:
+def test_without_a_terminal_yes_is_required(make: Make) -> None:
     with pytest.raises(QrError) as info:
-        deployer(project, aws, stub_build(), terraform_binary, interactive=False).deploy()
+        make(interactive=False).deploy()
     assert "no terminal" in info.value.message
     assert "--yes" in info.value.hint
 
 
 def test_missing_credentials_are_reported_before_terraform_runs(
-    project: Path,
-    aws_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    stub_build: Callable[..., StubBuild],
-    terraform_binary: TerraformBinary,
+    project: Path, make: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(QrError) as info:
-        deployer(project, Aws("us-east-1"), stub_build(), terraform_binary).deploy(yes=True)
+        make(aws=Aws("us-east-1")).deploy(yes=True)
     assert info.value.message == "no AWS credentials found"
     assert "AWS_PROFILE" in info.value.hint
     assert not (project / ".qr" / "build").exists()
 
 
-def test_a_region_that_does_not_exist(
-    project: Path,
-    aws_env: dict[str, str],
-    stub_build: Callable[..., StubBuild],
-    terraform_binary: TerraformBinary,
-) -> None:
+def test_a_region_that_does_not_exist(project: Path, make: Make) -> None:
     (project / "qr.yaml").write_text("name: app\nregion: us-east-9\n")
     with pytest.raises(QrError) as info:
-        deployer(project, Aws("us-east-9"), stub_build(), terraform_binary).deploy(yes=True)
+        make(aws=Aws("us-east-9")).deploy(yes=True)
     assert info.value.message == "AWS region 'us-east-9' does not exist"
     assert "qr.yaml" in info.value.hint
 
 
-def test_missing_outputs_are_explained(
-    project: Path,
-    aws: Aws,
-    terraform_binary: TerraformBinary,
-) -> None:
+def test_missing_outputs_are_explained(make: Make) -> None:
     def build(root: Path, stage: str) -> Path:
         directory = root / ".qr" / "build" / stage / "terraform"
         directory.mkdir(parents=True)
@@ -198,17 +181,14 @@ def test_missing_outputs_are_explained(
         return directory
 
     with pytest.raises(QrError, match="no 'function_name'"):
-        deployer(project, aws, build, terraform_binary).deploy(yes=True)
+        make(build).deploy(yes=True)
 
 
 def test_a_locked_state_names_the_lock_and_the_fix(
-    project: Path,
-    aws: Aws,
-    stub_build: Callable[..., StubBuild],
-    terraform_binary: TerraformBinary,
+    project: Path, aws: Aws, make: Make, terraform_binary: TerraformBinary
 ) -> None:
     create_function(aws)
-    first = deployer(project, aws, stub_build(), terraform_binary)
+    first = make()
     first.deploy(plan_only=True)  # init + backend override in place
     directory = project / ".qr" / "build" / "production" / "terraform"
     stub_terraform(directory, code="v3", sleep=60)
@@ -226,7 +206,7 @@ def test_a_locked_state_names_the_lock_and_the_fix(
             for line in holder.stdout:  # the lock is held once the apply is running
                 if '"provision_start"' in line:
                     break
-            second = deployer(project, aws, lambda root, stage: directory, terraform_binary)
+            second = make(lambda root, stage: directory)
             with pytest.raises(QrError) as info:
                 second.deploy(yes=True)
         finally:
