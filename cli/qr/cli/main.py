@@ -14,6 +14,7 @@ import click
 import typer
 
 from qr.cli.commands import (
+    build,
     deploy,
     destroy,
     dev,
@@ -43,6 +44,7 @@ app.command("init")(init.command)
 app.command("routes")(routes.command)
 app.command("queues")(queues.command)
 app.add_typer(dev.app, name="dev")
+app.command("build")(build.command)
 app.command("deploy")(deploy.command)
 app.command("rollback")(rollback.command)
 app.command("destroy")(destroy.command)
