@@ -37,7 +37,7 @@ def test_rendered_terraform_matches_golden_files(name: str, tmp_path: Path) -> N
         shutil.copytree(out, golden)
     rendered = {p.name: p.read_text() for p in sorted(out.glob("*.tf"))}
     expected = {p.name: p.read_text() for p in sorted(golden.glob("*.tf"))}
-    diff = []
+    diff: list[str] = []
     for file in sorted(set(rendered) | set(expected)):
         diff += difflib.unified_diff(
             expected.get(file, "").splitlines(keepends=True),
