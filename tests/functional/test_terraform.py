@@ -238,3 +238,21 @@ def test_domain_without_zone(parsed: dict[str, dict[str, dict[str, Any]]]) -> No
     )
     backend = tree["versions.tf"]["terraform"][0]["backend"][0]["local"]
     assert backend["path"] == "../../../state/staging/terraform.tfstate"
+
+
+@pytest.mark.parametrize("project", PROJECTS)
+def test_least_privilege_and_tags(
+    parsed: dict[str, dict[str, dict[str, Any]]], project: str
+) -> None:
+    tree = parsed[project]
+    for file in tree.values():
+        for item in file.get("data", []):
+            for label, document in item.get("aws_iam_policy_document", {}).items():
+                for statement in document["statement"]:
+                    actions = statement.get("actions", [])
+                    assert "*" not in actions and not any(a.endswith(":*") for a in actions), label
+                    assert "*" not in statement.get("resources", []), label
+    provider = tree["providers.tf"]["provider"][0]["aws"]
+    assert provider["default_tags"][0]["tags"] == "${local.tags}"
+    tags = tree["main.tf"]["locals"][0]["tags"]
+    assert '"qr:project" = "' in tags and '"qr:stage" = "' in tags and "var.tags" in tags
