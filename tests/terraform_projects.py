@@ -7,6 +7,7 @@ in module-scoped fixtures without leaking into other tests.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -87,7 +88,8 @@ EDGE_PROJECTS: Mapping[str, Mapping[str, str]] = {
         },
     },
 }
-PROJECTS = ("scaffold", *EDGE_PROJECTS)
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PROJECTS = ("scaffold", "bookmarks", *EDGE_PROJECTS)
 STAGES = {"domain-manual": "staging"}
 
 
@@ -96,6 +98,9 @@ def make(root: Path, name: str) -> Path:
     target = root / name
     if name == "scaffold":
         scaffold.render(target, "default", scaffold.Answers(name="scaffold"))
+        return target
+    if name == "bookmarks":
+        shutil.copytree(EXAMPLES / "bookmarks", target, ignore=shutil.ignore_patterns(".qr"))
         return target
     for relative, text in EDGE_PROJECTS[name].items():
         path = target / relative

@@ -20,6 +20,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURES / "terraform_golden"
 PROJECTS = {
     # name: (project directory, stage)
+    "examples-bookmarks": (terraform_projects.EXAMPLES / "bookmarks", "production"),
     "bookmarks-production": (FIXTURES / "golden_project", "production"),
     "bookmarks-staging": (FIXTURES / "golden_project", "staging"),
 }
@@ -29,7 +30,7 @@ PROJECTS = {
 def test_rendered_terraform_matches_golden_files(name: str, tmp_path: Path) -> None:
     source, stage = PROJECTS[name]
     project = tmp_path / "project"
-    shutil.copytree(source, project)
+    shutil.copytree(source, project, ignore=shutil.ignore_patterns(".qr"))
     out = terraform_projects.render(project, stage, tmp_path / "out")
     golden = GOLDEN / name
     if os.environ.get("QR_UPDATE_GOLDEN"):
