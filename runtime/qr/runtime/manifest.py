@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
@@ -479,46 +479,58 @@ class _Scanner(_HandlerChecks):
         self.checked_hooks.update(f for f, _ in chain if f.endswith(MIDDLEWARE_FILE))
         return {hook: resolved[hook] for hook in hooks if hook in resolved}
 
-    # -- queues/ -------------------------------------------------------------------------
+    # -- queues/, socket/, schedules/: one flat file per handler -----------------------------
 
-    def queues(self) -> tuple[Queue, ...]:
-        queues: list[Queue] = []
-        for relative in self.files(QUEUES_DIR):
+    def flat_handlers(
+        self,
+        folder: str,
+        what: str,
+        valid: Callable[[str], bool],
+        name_hint: str,
+        injectables: frozenset[str],
+        example: str,
+    ) -> Iterator[tuple[str, str, ModuleType]]:
+        """``(relative, name, module)`` of each loadable handler file directly in ``folder``.
+
+        Files in sub-folders and invalid names are reported; a handler whose ``handler`` function
+        is missing or asks for unknown names is reported and skipped.
+        """
+        for relative in self.files(folder):
             if relative.count("/") > 1:
                 self.fail(
                     relative,
                     None,
-                    "queues are flat files in queues/",
-                    f"move it to queues/{Path(relative).name}",
+                    f"{what}s are flat files in {folder}/",
+                    f"move it to {folder}/{Path(relative).name}",
                 )
                 continue
             name = Path(relative).name.removesuffix(".py")
-            if not QUEUE_NAME_RE.match(name):
-                self.fail(
-                    relative,
-                    None,
-                    f"queue name {name!r} is not valid",
-                    "use 1-40 characters of a-z, 0-9, '_' and '-', plus '.fifo' for a FIFO queue "
-                    "(e.g. queues/screenshots.py, queues/update_profile.fifo.py)",
-                )
+            if not valid(name):
+                self.fail(relative, None, f"{what} name {name!r} is not valid", name_hint)
                 continue
             module = self.load(relative)
             if module is None:
                 continue
             before = len(self.problems)
-            self.require_handler(
-                relative,
-                module,
-                QUEUE_INJECTABLES,
-                "queue handler",
-                "def handler(payload, job): ...",
-            )
-            config = self.queue_config(relative, module, fifo=name.endswith(".fifo"))
-            if config is None or len(self.problems) > before:
-                continue
-            queues.append(
-                Queue(name, relative, _loader.module_name(relative), name.endswith(".fifo"), config)
-            )
+            self.require_handler(relative, module, injectables, f"{what} handler", example)
+            if len(self.problems) == before:
+                yield relative, name, module
+
+    def queues(self) -> tuple[Queue, ...]:
+        queues: list[Queue] = []
+        for relative, name, module in self.flat_handlers(
+            QUEUES_DIR,
+            "queue",
+            lambda name: QUEUE_NAME_RE.match(name) is not None,
+            "use 1-40 characters of a-z, 0-9, '_' and '-', plus '.fifo' for a FIFO queue "
+            "(e.g. queues/screenshots.py, queues/update_profile.fifo.py)",
+            QUEUE_INJECTABLES,
+            "def handler(payload, job): ...",
+        ):
+            fifo = name.endswith(".fifo")
+            config = self.queue_config(relative, module, fifo=fifo)
+            if config is not None:
+                queues.append(Queue(name, relative, _loader.module_name(relative), fifo, config))
         return tuple(queues)
 
     def socket(self) -> Socket | None:
@@ -535,100 +547,51 @@ class _Scanner(_HandlerChecks):
             )
             return None
         handlers: list[SocketHandler] = []
-        index_module: ModuleType | None = None
-        for relative in self.files(SOCKET_DIR):
-            if relative.count("/") > 1:
-                self.fail(
-                    relative,
-                    None,
-                    "socket handlers are flat files in socket/",
-                    f"move it to socket/{Path(relative).name}",
-                )
-                continue
-            stem = Path(relative).name.removesuffix(".py")
-            if stem != "index" and not ACTION_RE.match(stem):
-                self.fail(
-                    relative,
-                    None,
-                    f"socket action {stem!r} is not valid",
-                    "use 1-40 characters of a-z, 0-9, '_' and '-'",
-                )
-                continue
-            module = self.load(relative)
-            if module is None:
-                continue
-            before = len(self.problems)
-            self.require_handler(
-                relative,
-                module,
-                SOCKET_INJECTABLES,
-                "socket handler",
-                "def handler(data, connection_id, user): ...",
-            )
+        for relative, name, module in self.flat_handlers(
+            SOCKET_DIR,
+            "socket action",
+            lambda name: name == "index" or ACTION_RE.match(name) is not None,
+            "use 1-40 characters of a-z, 0-9, '_' and '-'",
+            SOCKET_INJECTABLES,
+            "def handler(data, connection_id, user): ...",
+        ):
             config = self.job_config(relative, module)
-            if config is None or len(self.problems) > before:
-                continue
-            if stem == "index":
-                index_module = module
-            handlers.append(
-                SocketHandler(
-                    "$default" if stem == "index" else stem,
-                    relative,
-                    _loader.module_name(relative),
-                    config,
+            if config is not None:
+                action = "$default" if name == "index" else name
+                handlers.append(
+                    SocketHandler(action, relative, _loader.module_name(relative), config)
                 )
-            )
-        if not handlers and not (base / MIDDLEWARE_FILE).exists():
+        has_middleware = (base / MIDDLEWARE_FILE).exists()
+        if not handlers and not has_middleware:
             return None
-        if handlers and index_module is None:
+        if handlers and not (base / "index.py").exists():
             self.fail(
                 f"{SOCKET_DIR}/index.py",
                 None,
                 "socket/ has action handlers but no socket/index.py for other messages",
                 "add socket/index.py with def handler(data, connection_id, user): ...",
             )
-        anchor = f"{SOCKET_DIR}/index.py"
         middleware: dict[str, str | None] = {}
-        if (base / MIDDLEWARE_FILE).exists():
-            loaded = self.load(f"{SOCKET_DIR}/{MIDDLEWARE_FILE}")
-            if loaded is not None:
-                middleware = self.middleware(anchor, ModuleType("empty"), SOCKET_DIR, SOCKET_HOOKS)
+        if has_middleware and self.load(f"{SOCKET_DIR}/{MIDDLEWARE_FILE}") is not None:
+            anchor = f"{SOCKET_DIR}/index.py"
+            middleware = self.middleware(anchor, ModuleType("empty"), SOCKET_DIR, SOCKET_HOOKS)
         return Socket(tuple(sorted(handlers, key=lambda h: h.action)), middleware)
 
     def schedules(self) -> tuple[Schedule, ...]:
         schedules: list[Schedule] = []
-        for relative in self.files(SCHEDULES_DIR):
-            if relative.count("/") > 1:
-                self.fail(
-                    relative,
-                    None,
-                    "schedules are flat files in schedules/",
-                    f"move it to schedules/{Path(relative).name}",
-                )
-                continue
-            name = Path(relative).name.removesuffix(".py")
-            if not SCHEDULE_NAME_RE.match(name):
-                self.fail(
-                    relative,
-                    None,
-                    f"schedule name {name!r} is not valid",
-                    "use 1-40 characters of a-z, 0-9, '_' and '-'",
-                )
-                continue
-            module = self.load(relative)
-            if module is None:
-                continue
-            before = len(self.problems)
-            self.require_handler(
-                relative, module, SCHEDULE_INJECTABLES, "schedule handler", "def handler(job): ..."
-            )
+        for relative, name, module in self.flat_handlers(
+            SCHEDULES_DIR,
+            "schedule",
+            lambda name: SCHEDULE_NAME_RE.match(name) is not None,
+            "use 1-40 characters of a-z, 0-9, '_' and '-'",
+            SCHEDULE_INJECTABLES,
+            "def handler(job): ...",
+        ):
             expression = self.schedule_expression(relative, module)
             config = self.job_config(relative, module)
-            if expression is None or config is None or len(self.problems) > before:
-                continue
-            schedules.append(
-                Schedule(name, relative, _loader.module_name(relative), expression, config)
-            )
+            if expression is not None and config is not None:
+                module_name = _loader.module_name(relative)
+                schedules.append(Schedule(name, relative, module_name, expression, config))
         return tuple(schedules)
 
     def schedule_expression(self, relative: str, module: ModuleType) -> ScheduleExpression | None:
