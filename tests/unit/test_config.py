@@ -85,3 +85,15 @@ def test_unknown_stage() -> None:
 def test_s3_backend_needs_bucket() -> None:
     (problem,) = problems("terraform: {backend: {s3: {region: us-east-1}}}")
     assert "needs a bucket" in problem
+
+
+def test_docker_base_image() -> None:
+    assert (
+        parse_config("docker: {base_image: python:3.12-slim}").docker_base_image
+        == "python:3.12-slim"
+    )
+    assert parse_config("").docker_base_image is None
+    (problem,) = problems("docker: {image: x}")
+    assert "unknown key 'image' in docker" in problem
+    (problem,) = problems("docker: {base_image: 'not an image'}")
+    assert "docker.base_image 'not an image' is not valid" in problem

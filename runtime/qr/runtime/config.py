@@ -60,6 +60,8 @@ class ProjectConfig:
         default_factory=lambda: {DEFAULT_STAGE: Stage(DEFAULT_STAGE)}
     )
     backend: S3Backend | None = None
+    docker_base_image: str | None = None
+    """``docker: {base_image: ...}``: the image ``qr dev --docker`` builds on."""
 
     @property
     def python_version(self) -> str:
@@ -218,6 +220,7 @@ class _Parser:
             "log_retention_days": self.retention,
             "stages": self.stages,
             "terraform": self.terraform,
+            "docker": self.docker,
         }
         for key, value_node in keys.items():
             value = readers[key](value_node)
@@ -226,7 +229,8 @@ class _Parser:
         if "stages" in values and not values["stages"]:
             del values["stages"]
         backend = values.pop("terraform", None)
-        return ProjectConfig(**values, backend=backend)
+        docker_image = values.pop("docker", None)
+        return ProjectConfig(**values, backend=backend, docker_base_image=docker_image)
 
     def retention(self, node: _Node) -> int | None:
         value = self.scalar(node, "log_retention_days")
@@ -292,6 +296,17 @@ class _Parser:
             env[key] = "" if value is None else str(value)
         return env
 
+    def docker(self, node: _Node) -> str | None:
+        keys = self.mapping(node, "docker", {"base_image": "image qr dev --docker builds on"})
+        if "base_image" not in keys:
+            return None
+        return self.string(
+            keys["base_image"],
+            "docker.base_image",
+            re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"),
+            "use an image reference such as python:3.12-slim",
+        )
+
     def terraform(self, node: _Node) -> S3Backend | None:
         keys = self.mapping(node, "terraform", {"backend": "where Terraform keeps its state"})
         if "backend" not in keys:
@@ -332,6 +347,7 @@ _PROJECT_KEYS = {
     "log_retention_days": "CloudWatch Logs retention",
     "stages": "deploy stages",
     "terraform": "Terraform settings",
+    "docker": "qr dev --docker settings",
 }
 _STAGE_KEYS = {
     "domain": "custom domain",

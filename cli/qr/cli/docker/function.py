@@ -59,7 +59,8 @@ Package = Callable[[Manifest, Path], Path]
 @dataclasses.dataclass
 class DockerSettings:
     base_image: str | None = None
-    """Default: ``QR_DOCKER_BASE_IMAGE``, else the AWS Lambda image of the project's runtime."""
+    """Default: ``QR_DOCKER_BASE_IMAGE``, else qr.yaml ``docker.base_image``, else the AWS
+    Lambda image of the project's runtime."""
     network: Literal["host", "bridge"] = "bridge"
     concurrency: int = 2
     """Warm containers (how many invocations run at once)."""
@@ -140,7 +141,11 @@ class DockerFunction:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log.info("building the deploy bundle for the containers")
         task = self.package(self.manifest, self.work_dir)
-        base = self.settings.base_image or default_base_image(config.python_version)
+        base = (
+            self.settings.base_image
+            or config.docker_base_image
+            or default_base_image(config.python_version)
+        )
         builder = ImageBuilder(self.client, self.image_cache, log=log.info)
         self.image = builder.ensure(ImageSpec(config.python_version, base, requirements=("boto3",)))
         host_net = self.settings.network == "host"
