@@ -89,6 +89,13 @@ class DevLog:
     def info(self, message: str) -> None:
         self.line("DEV", "green", message)
 
+    def access(
+        self, method: str, path: str, status: int, duration_ms: float, request_id: str
+    ) -> None:
+        """The HTTP app's access line, called directly (no logging record: see ``AccessLog``)."""
+        message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
+        self.line("HTTP", "cyan", message, failed=status >= 500)
+
     def error(self, message: str) -> None:
         self.line("DEV", "red", message, failed=True)
 

@@ -129,7 +129,7 @@ class DevServer:
     def _http_app(self, manifest: Manifest) -> ASGIApp:
         if self.function is not None:
             return DockerHttpApp(self.function)
-        return create_app(manifest, dev=True)
+        return create_app(manifest, dev=True, on_access=self.log.access)
 
     def _new_worker(self, manifest: Manifest) -> Worker:
         if self.function is None:
