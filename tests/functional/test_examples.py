@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from qr.runtime.manifest import scan
+from tests.projects import run_project_tests
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -19,24 +17,6 @@ def test_example_tests_pass(name: str, tmp_path: Path) -> None:
     root = EXAMPLES / name
     manifest = scan(root)
     assert manifest.routes
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--basetemp",
-            str(tmp_path / "t"),
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_project_tests(root, tmp_path / "t")
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout

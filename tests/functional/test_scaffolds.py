@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from qr.cli import scaffold
 from qr.runtime.manifest import scan
+from tests.projects import run_project_tests
 
 
 @pytest.mark.parametrize("template", sorted(scaffold.templates()))
@@ -19,16 +17,7 @@ def test_scaffold_tests_pass(template: str, tmp_path: Path) -> None:
     scaffold.render(root, template, scaffold.Answers(name="app"))
     manifest = scan(root)
     assert manifest.routes and manifest.queues and manifest.schedules and manifest.socket
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_project_tests(root, tmp_path / "t")
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout
 
