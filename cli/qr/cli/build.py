@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qr.cli.bundle import Bundle, build_bundle
+from qr.cli.project import build_dir
 from qr.cli.terraform import TerraformModel, terraform_model, write
 from qr.runtime.manifest import Manifest, scan
 
@@ -33,10 +34,6 @@ BundleStep = Callable[[Manifest, str, Path], Bundle]
 MANIFEST_FILE = "manifest.json"
 TERRAFORM_DIR = "terraform"
 _BLOCK = re.compile(r'^(resource|data) "(\w+)" "', re.MULTILINE)
-
-
-def build_dir(root: Path, stage: str) -> Path:
-    return root / ".qr" / "build" / stage
 
 
 @dataclass(frozen=True)

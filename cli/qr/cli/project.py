@@ -26,6 +26,11 @@ def find_root(start: Path) -> Path:
     )
 
 
+def build_dir(root: Path, stage: str) -> Path:
+    """Where ``qr build`` writes a stage: ``.qr/build/<stage>``."""
+    return root / ".qr" / "build" / stage
+
+
 def load_manifest(start: Path) -> Manifest:
     """Scan the project containing ``start``; project mistakes raise ``ProjectError``."""
     return scan(find_root(start))

@@ -19,7 +19,6 @@ build directory, so a rebuild never loses them.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import sys
@@ -46,7 +45,7 @@ from qr.cli.deploy.versions import (
     now_iso,
 )
 from qr.cli.errors import QrError
-from qr.cli.project import find_root
+from qr.cli.project import build_dir, find_root
 from qr.runtime.config import ProjectConfig, load_config
 
 BuildStep = Callable[[Path, str], Path]
@@ -59,22 +58,12 @@ _BACKEND = re.compile(r'^\s*backend\s+"', re.MULTILINE)
 _SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "±", "read": "<="}
 
 
-def build_dir(root: Path, stage: str) -> Path:
-    return root / ".qr" / "build" / stage
-
-
 def default_build(root: Path, stage: str) -> Path:
     """Render the stage with ``qr build`` and return its Terraform directory."""
-    try:
-        module = importlib.import_module("qr.cli.build")
-    except ImportError:
-        raise QrError(
-            "this version of qr cannot render Terraform yet (qr.cli.build is missing)",
-            "Render the stage yourself into .qr/build/<stage>/terraform/ and run "
-            "'qr deploy --no-build'.",
-        ) from None
-    module.build(root, stage)
-    return build_dir(root, stage) / "terraform"
+    # Imported here: the build pulls in jinja2, hcl2 and pip machinery that other commands skip.
+    from qr.cli.build import build
+
+    return build(root, stage).terraform_dir
 
 
 def existing_build(root: Path, stage: str) -> Path:
