@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qr.runtime.http.routing import BadPath, Router, split_path
 from qr.runtime.manifest import PARAM_RE, Route, RouteConfig
@@ -113,3 +115,37 @@ def test_many_routes_match_the_right_one() -> None:
     r = router(*paths)
     assert lookup(r, "/area3/thing993/42") == ("/area3/thing993/[id]", {"id": "42"})
     assert lookup(r, "/area4/thing993/42") is None
+
+
+def test_exact_answers_parameterless_routes_with_or_without_trailing_slash() -> None:
+    r = router("/", "/about", "/feed.xml", "/posts/[id]", "/a/b")
+    assert r.exact(b"/") == "/"
+    assert r.exact(b"/about") == r.exact(b"/about/") == "/about"
+    assert r.exact(b"/feed.xml") == "/feed.xml"
+    assert r.exact(b"/a/b/") == "/a/b"
+    assert r.exact(b"/posts/[id]") is None  # a parameter route is never a literal path
+    assert r.exact(b"/posts/7") is None  # left to the walk
+    assert r.exact(b"/%61bout") is None  # encoded: the walk decodes it
+    assert lookup(r, "/%61bout") == ("/about", {})
+
+
+_SEGMENTS = st.sampled_from(["a", "b", "[x]", "[...rest]"])
+_ROUTE_PATHS = st.lists(_SEGMENTS, min_size=0, max_size=3).map(
+    lambda parts: (
+        "/" + "/".join(parts[: parts.index("[...rest]") + 1] if "[...rest]" in parts else parts)
+    )
+)
+
+
+@given(
+    paths=st.lists(_ROUTE_PATHS, min_size=1, max_size=8, unique=True),
+    request=st.lists(st.sampled_from(["a", "b", "c", "[x]"]), max_size=4),
+    slash=st.booleans(),
+)
+def test_exact_agrees_with_the_walk(paths: list[str], request: list[str], slash: bool) -> None:
+    r = router(*paths)
+    raw = ("/" + "/".join(request) + ("/" if slash and request else "")).encode()
+    fast = r.exact(raw)
+    if fast is not None:
+        found = r.match(split_path(raw))
+        assert found is not None and found.target == fast and found.params == {}

@@ -10,11 +10,15 @@ arrive as calls (``socket_event``, ``schedule_run``) from the objects that produ
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from typing import IO
 
 from qr.cli.console import Output
 from qr.runtime.errors import ProjectError
@@ -34,43 +38,65 @@ _ANSI = {"cyan": "36", "magenta": "35", "blue": "34", "yellow": "33", "green": "
 
 
 class DevLog:
-    """Writes the console lines. Plain string writes, not rich rendering: a line is written per
-    request, so it must cost microseconds (rich takes ~200 µs a line); ANSI colours when the
-    ``Output`` is a terminal."""
+    """Writes the console lines. Plain strings, not rich rendering: a line is written per request,
+    so it must cost a microsecond or two (rich takes ~200 µs a line); ANSI colours when the
+    ``Output`` is a terminal.
+
+    Lines are batched: ``line`` appends to a pending list and a daemon thread writes what has
+    gathered every ``FLUSH_INTERVAL`` s with one ``write``. A terminal's stdout is line-buffered
+    (and unbuffered under ``PYTHONUNBUFFERED``), so writing each line would cost a system call per
+    request, the most expensive part of a logged request under load. Anything else written to the
+    console goes through ``direct`` (or calls ``flush`` first) so the order stays as it happened.
+    """
 
     def __init__(self, out: Output, clock: Callable[[], float] = time.time) -> None:
         self.out = out
         self.clock = clock
         self._lock = threading.Lock()
-        self._second = -1
-        self._stamp = ""
-        self._dirty = False
+        self._stamp = (-1, "")
+        self._pending: list[str] = []
         self._flusher: threading.Thread | None = None
 
     def line(self, kind: str, style: str, message: str, *, failed: bool = False) -> None:
         now = int(self.clock())
+        second, stamp = self._stamp  # one tuple: threads never see a half-updated pair
+        if now != second:
+            stamp = time.strftime("%H:%M:%S", time.localtime(now))
+            self._stamp = (now, stamp)
+        if self.out.rich:
+            colour = _ANSI.get(style, "37")
+            body = f"\x1b[31m{message}\x1b[0m" if failed else message
+            text = f"\x1b[2m{stamp}\x1b[0m \x1b[{colour}m{kind:<5}\x1b[0m {body}\n"
+        else:
+            text = f"{stamp} {kind:<5} {message}\n"
         with self._lock:
-            if now != self._second:
-                self._second, self._stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
-            if self.out.rich:
-                colour = _ANSI.get(style, "37")
-                body = f"\x1b[31m{message}\x1b[0m" if failed else message
-                text = f"\x1b[2m{self._stamp}\x1b[0m \x1b[{colour}m{kind:<5}\x1b[0m {body}\n"
-            else:
-                text = f"{self._stamp} {kind:<5} {message}\n"
-            self.out.stream.write(text)
-            self._dirty = True
+            self._pending.append(text)
         if self._flusher is None:
             self._start_flusher()
 
     def flush(self) -> None:
+        """Write the pending lines now."""
         with self._lock:
-            self._dirty = False
+            self._write_pending()
+
+    @contextmanager
+    def direct(self) -> Iterator[Output]:
+        """The ``Output``, for writing around the batched lines: pending lines go first, the
+        stream is flushed after."""
+        with self._lock:
+            self._write_pending()
+            yield self.out
             self.out.stream.flush()
 
+    def _write_pending(self) -> None:
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            self.out.stream.write(text)
+        self.out.stream.flush()
+
     def _start_flusher(self) -> None:
-        """Flush at most every ``FLUSH_INTERVAL`` s (a write syscall per line would cost more
-        than the line under load; 50 ms is too short to notice on a terminal)."""
+        """Flush at most every ``FLUSH_INTERVAL`` s (50 ms is too short to notice on a
+        terminal)."""
         with self._lock:
             if self._flusher is not None:
                 return
@@ -80,11 +106,34 @@ class DevLog:
     def _flush_loop(self) -> None:
         while True:
             time.sleep(FLUSH_INTERVAL)
-            if self._dirty:
+            if self._pending:
                 try:
                     self.flush()
                 except (OSError, ValueError):  # the stream was closed
                     return
+
+    def write(self, text: str) -> None:
+        """Raw text into the batch (``print()`` from handlers, see ``capture_prints``)."""
+        if text:
+            with self._lock:
+                self._pending.append(text)
+            if self._flusher is None:
+                self._start_flusher()
+
+    @contextmanager
+    def capture_prints(self) -> Iterator[None]:
+        """Send ``print()`` (``sys.stdout``) through the batch while the block runs, so what
+        handlers print stays in order with the console lines. Only when the console is stdout."""
+        real = sys.stdout
+        if self.out.stream is not real:
+            yield
+            return
+        sys.stdout = _Printed(self, real)
+        try:
+            yield
+        finally:
+            sys.stdout = real
+            self.flush()
 
     def info(self, message: str) -> None:
         self.line("DEV", "green", message)
@@ -102,13 +151,12 @@ class DevLog:
     def problems(self, error: ProjectError) -> None:
         count = len(error.problems)
         body = "\n".join(str(p) for p in error.problems)
-        with self._lock:
-            self.out.error(
+        with self.direct() as out:
+            out.error(
                 f"{count} problem{'s' if count != 1 else ''} in the project "
                 "(still serving the last good version)",
                 body,
             )
-            self.out.stream.flush()
 
     def socket_event(self, event: SocketEvent) -> None:
         parts: list[str] = [event.kind]
@@ -142,6 +190,35 @@ class DevLog:
 
     def handler(self) -> logging.Handler:
         return DevLogHandler(self)
+
+
+class _Printed(io.TextIOBase):
+    """``sys.stdout`` during ``qr dev``: text goes into the console's batch; anything else a
+    library asks of stdout (``fileno``, ``isatty``, ``encoding``, ...) is the real stream's."""
+
+    def __init__(self, log: DevLog, real: IO[str]) -> None:
+        self._log = log
+        self._real = real
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        return len(text)
+
+    def flush(self) -> None:  # print(..., flush=True)
+        self._log.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    def isatty(self) -> bool:
+        return self._real.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # a read-only attribute at run time too
+        return str(getattr(self._real, "encoding", None) or "utf-8")
 
 
 class DevLogHandler(logging.Handler):

@@ -182,12 +182,13 @@ class DevServer:
         """Called once uvicorn is bound: tell the user where, and leave server.json."""
         self.platform.base_url = f"http://localhost:{port}"
         write_state(self.root, host, port)
-        print_routes(self.out, self.live.manifest, datetime.now().astimezone())
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
+        with self.log.direct() as out:
+            print_routes(out, self.live.manifest, datetime.now().astimezone())
         self.log.info(f"qr dev serving {self.live.manifest.config.name} on:")
-        self.out.line(f"   http://{shown}:{port}")
-        self.out.line(f"   ws://{shown}:{port}")
-        self.out.stream.flush()
+        with self.log.direct() as out:
+            out.line(f"   http://{shown}:{port}")
+            out.line(f"   ws://{shown}:{port}")
 
     def serve(self) -> None:
         config = uvicorn.Config(
@@ -251,7 +252,7 @@ def run(options: DevOptions, out: Output | None = None) -> None:
     """``qr dev``: serve the project until Ctrl+C."""
     server = DevServer(options, out or Output())
     try:
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt), server.log.capture_prints():
             server.serve()
     finally:
         if server.function is not None:  # containers never outlive the server

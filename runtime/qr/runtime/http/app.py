@@ -174,22 +174,26 @@ class QrApp:
     ) -> StarletteResponse:
         method: str = scope["method"]
         raw_path = scope.get("raw_path")
-        try:
-            if raw_path is not None:
-                segments = split_path(raw_path)
-            else:  # a platform that only gives the decoded path: %2F is already a slash
-                segments = split_path(scope["path"].encode("utf-8").replace(b"%", b"%25"))
-        except BadPath as exc:
-            return json_response({"error": f"bad request path: {exc}"}, 400)
-        match = self.router.match(segments)
+        endpoint = None if raw_path is None else self.router.exact(raw_path)
+        params: dict[str, str | list[str]] = {}
+        if endpoint is None:
+            try:
+                if raw_path is not None:
+                    segments = split_path(raw_path)
+                else:  # a platform that only gives the decoded path: %2F is already a slash
+                    segments = split_path(scope["path"].encode("utf-8").replace(b"%", b"%25"))
+            except BadPath as exc:
+                return json_response({"error": f"bad request path: {exc}"}, 400)
+            match = self.router.match(segments)
+            if match is None:
+                return _with(
+                    json_response({"error": "Not Found"}, 404),
+                    cors.headers_for(_DEFAULT_CORS, _origin(scope)),
+                )
+            endpoint, params = match
         limited = LimitedReceive(receive, self.body_limit)
         request = Request(scope, limited)
         origin = _origin(scope)
-        if match is None:
-            return _with(
-                json_response({"error": "Not Found"}, 404), cors.headers_for(_DEFAULT_CORS, origin)
-            )
-        endpoint = match.target
         route_cors = endpoint.config.cors
         if method == "OPTIONS" and route_cors.enabled:
             requested = request.headers.get("access-control-request-method")
@@ -219,7 +223,7 @@ class QrApp:
         if platform_deadline is not None:
             timeout = max(0.0, min(timeout, platform_deadline - now))
         exchange = _Exchange(
-            endpoint, function, request, limited, match.params, request_id, timeout, now + timeout
+            endpoint, function, request, limited, params, request_id, timeout, now + timeout
         )
         response = await self.run(exchange)
         if (
@@ -235,9 +239,11 @@ class QrApp:
         invocation = context.Invocation(
             "http", ex.request_id, None, deadline=ex.deadline, handler=ex.endpoint.route.file
         )
+        bodyless = ex.request.method in BODYLESS_METHODS
         with context.invocation(invocation):
             try:
-                self.check_body(ex.endpoint, ex.request)
+                if not bodyless:  # a body there is never read
+                    self.check_body(ex.endpoint, ex.request)
                 response = await self.within(ex)
             except HTTPError as exc:
                 response = error_response(exc)
@@ -246,7 +252,7 @@ class QrApp:
             except Exception as exc:
                 response = await self.failed(ex, exc)
             finally:
-                if ex.request.method not in BODYLESS_METHODS:
+                if not bodyless:
                     await ex.request.close()  # uploaded files of a form
             if ex.endpoint.hooks.on_response is not None:
                 response = await self.after(ex, response)
@@ -287,8 +293,6 @@ class QrApp:
         )
 
     def check_body(self, endpoint: Endpoint, request: Request) -> None:
-        if request.method in BODYLESS_METHODS:  # a body there is never read
-            return
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.body_limit:
             raise BodyTooLarge(self.body_limit)

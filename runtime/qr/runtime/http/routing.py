@@ -12,6 +12,10 @@ segment ``a/b``). Decoding is strict UTF-8; a segment that decodes to ``.`` or `
 (``BadPath`` -> 400) rather than normalised, so a catch-all can never receive a path-traversal
 segment. A trailing slash is ignored (``/items/`` is ``/items``). A catch-all matches one or more
 segments and its value is the list of them.
+
+Routes without parameters are also kept in a dict keyed by their raw path (with and without the
+trailing slash): ``Router.exact`` answers the most common request in one lookup, before any
+splitting. It gives the same answer as the walk, which always prefers the all-literal branch.
 """
 
 from __future__ import annotations
@@ -55,10 +59,20 @@ class Router(Generic[T]):
 
     def __init__(self, entries: Iterable[tuple[Route, T]]) -> None:
         self._root: _Node[T] = _Node()
+        self._exact: dict[bytes, T] = {}
         for route, target in entries:
             self._add(route, target)
 
+    def exact(self, raw_path: bytes) -> T | None:
+        """The target of the parameterless route whose path is exactly ``raw_path`` (no
+        percent-encoding, no query), else ``None``: then ``match`` decides."""
+        return self._exact.get(raw_path)
+
     def _add(self, route: Route, target: T) -> None:
+        if not route.params and "%" not in route.path:
+            path = route.path.encode("utf-8")
+            for key in {path, path.rstrip(b"/") + b"/"}:
+                self._exact.setdefault(key, target)  # the first route wins, as in the trie
         leaf = _Leaf(target, tuple(p for p in route.params if p != route.catch_all))
         node = self._root
         for segment in route_segments(route.path):

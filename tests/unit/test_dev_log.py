@@ -1,0 +1,93 @@
+"""The dev console's line batching: nothing lost, nothing out of order."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+
+import pytest
+
+from qr.cli.console import Output
+from qr.cli.dev.log import DevLog
+
+
+def make_log() -> tuple[DevLog, io.StringIO]:
+    stream = io.StringIO()
+    return DevLog(Output(stream, rich=False), clock=lambda: 0.0), stream
+
+
+def test_lines_wait_for_a_flush_then_go_out_in_one_piece() -> None:
+    log, stream = make_log()
+    log.access("GET", "/a", 200, 1.25, "r1")
+    log.access("POST", "/b", 503, 3.0, "r2")
+    assert stream.getvalue() == ""  # batched, not a write per line
+    log.flush()
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "HTTP  GET /a 200 1.2ms r1",
+        "HTTP  POST /b 503 3.0ms r2",
+    ]
+
+
+def test_direct_output_comes_after_the_lines_logged_before_it() -> None:
+    log, stream = make_log()
+    log.info("before")
+    with log.direct() as out:
+        out.line("   http://localhost:8000")
+    log.info("after")
+    log.flush()
+    text = stream.getvalue()
+    assert text.index("before") < text.index("http://localhost") < text.index("after")
+
+
+def test_lines_from_many_threads_are_all_written() -> None:
+    log, stream = make_log()
+
+    def write(n: int) -> None:
+        for i in range(500):
+            log.line("JOB", "magenta", f"t{n} {i}")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2000
+    for n in range(4):  # each thread's lines in its own order
+        mine = [int(line.rsplit(" ", 1)[1]) for line in lines if f" t{n} " in line]
+        assert mine == list(range(500))
+
+
+def test_the_flusher_thread_writes_without_being_asked() -> None:
+    log, stream = make_log()
+    log.info("soon")
+    flusher = log._flusher
+    assert flusher is not None and flusher.daemon
+    for _ in range(200):  # FLUSH_INTERVAL is 50 ms: poll for up to 2 s
+        if "soon" in stream.getvalue():
+            break
+        threading.Event().wait(0.01)
+    assert "soon" in stream.getvalue()
+
+
+def test_prints_join_the_batch_in_order_while_captured(capsys: pytest.CaptureFixture[str]) -> None:
+    real = sys.stdout
+    log = DevLog(Output(real, rich=False), clock=lambda: 0.0)
+    with log.capture_prints():
+        log.info("first")
+        print("printed by a handler")
+        log.info("last")
+        assert sys.stdout is not real and not sys.stdout.isatty()
+    assert sys.stdout is real
+    text = capsys.readouterr().out
+    assert text.index("first") < text.index("printed by a handler") < text.index("last")
+
+
+def test_prints_are_left_alone_when_the_console_is_not_stdout() -> None:
+    log, _ = make_log()
+    real = sys.stdout
+    with log.capture_prints():
+        assert sys.stdout is real
