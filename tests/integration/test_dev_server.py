@@ -186,14 +186,32 @@ def test_job_pushed_with_qr_dev_queue_reaches_the_websocket(dev: DevProcess) -> 
         assert json.loads(ws.recv(timeout=WAIT)) == {"job": 8, "job_id": job_id}
 
 
-def test_oversized_message_and_bad_frame_close_the_connection_the_server_goes_on(
-    dev: DevProcess,
-) -> None:
+def _closed_with(dev: DevProcess, message: str | list[str]) -> tuple[int, str]:
+    """Send ``message`` (a list: one frame per item) and return the close code and reason."""
     with _ws(dev, "u3") as ws, pytest.raises(ConnectionClosed) as info:
-        ws.send("x" * (128 * 1024 + 1))
+        ws.send(message)
         ws.recv(timeout=WAIT)
     assert info.value.rcvd is not None
-    assert info.value.rcvd.code == 1009
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+def test_api_gateway_limits_and_bad_frames_close_the_connection_the_server_goes_on(
+    dev: DevProcess,
+) -> None:
+    kb = 1024
+    # one frame over 32 KB: API Gateway closes with 1009 even though the message is small enough
+    code, reason = _closed_with(dev, "x" * (32 * kb + 1))
+    assert (code, reason) == (
+        1009,
+        f"frame of {32 * kb + 1} bytes is over API Gateway's 32 KB frame limit",
+    )
+    _until(lambda: "split messages over 32 KB into frames" in dev.output(), "the console line")
+    # over 128 KB in all, even in small frames
+    assert _closed_with(dev, ["x" * (32 * kb)] * 4 + ["x"])[0] == 1009
+    # 96 KB in 32 KB frames is fine
+    with _ws(dev, "u3") as ws:
+        ws.send(["y" * (32 * kb)] * 3)
+        assert json.loads(ws.recv(timeout=WAIT)) == {"echo": "y" * (96 * kb)}
     assert asyncio.run(_invalid_utf8_close_code(dev.ws_url())) == 1007
     with _ws(dev, "u3") as ws:
         ws.send("ping")

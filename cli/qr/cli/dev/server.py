@@ -35,6 +35,7 @@ from qr.cli.console import Output
 from qr.cli.dev.app import DevApp
 from qr.cli.dev.control import remove_state, write_state
 from qr.cli.dev.env import DevEnvironment
+from qr.cli.dev.frames import ApiGatewayFrames
 from qr.cli.dev.log import DevLog
 from qr.cli.dev.reload import LiveProject, watch
 from qr.cli.dev.scheduler import Scheduler, SchedulerClock
@@ -198,6 +199,7 @@ class DevServer:
             lifespan="on",
             access_log=False,
             log_level="warning",
+            ws=ApiGatewayFrames,
             ws_max_size=MAX_MESSAGE_BYTES,
             timeout_graceful_shutdown=5,
         )
