@@ -112,8 +112,8 @@ def test_http_route_runs_in_a_container(dev: DevProcess) -> None:
     assert response.json() == {"message": "Hi from qr"}  # .env reaches the container
     assert httpx.get(dev.url + "/items/5", timeout=WAIT).json() == {"id": "5", "name": "Item 5"}
     assert httpx.get(dev.url + "/nope", timeout=WAIT).status_code == 404
-    assert "warm container(s)" in dev.output()
-    assert "(docker)" in dev.output()
+    # the console batches its lines: wait for them rather than read at once
+    _until(lambda: "warm container(s)" in dev.output() and "(docker)" in dev.output(), "log lines")
 
 
 def test_websocket_message_is_answered(dev: DevProcess) -> None:
