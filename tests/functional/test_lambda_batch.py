@@ -99,7 +99,7 @@ def test_remaining_time_caps_the_deadline_and_failures_back_off(make_project: Ma
         # 1.3 s left, less the 1 s kept to answer: the slow job gets 0.3 s, not 300 s
         answer = runtime.dispatch(event, _Context(1300))
     finally:
-        runtime.loop.close()
+        runtime.close()
         ports.set_platform(None)
     assert answer == {"batchItemFailures": [{"itemIdentifier": "slow"}, {"itemIdentifier": "fail"}]}
     delays = {c["ReceiptHandle"]: c["VisibilityTimeout"] for c in sqs.calls}

@@ -7,7 +7,14 @@ Cold start (the first event of a container, not at import, so importing stays ch
    module-level ``os.environ[...]`` reads see them);
 3. ``scan`` the bundle (its root is ``LAMBDA_TASK_ROOT``): loads every handler module;
 4. the Lambda platform (SQS, API Gateway management API, DynamoDB) via ``set_platform``;
-5. one event loop for the life of the container.
+5. one event loop for the life of the container, and on it one long-lived task that starts each
+   event's coroutine as a task of an anyio task group (``EventRunner``). Each event still gets its
+   own task and a fresh copy of the context, but anyio (Starlette's thread pool for sync
+   handlers) sees one root task for the container's life and keeps its worker threads, as under
+   uvicorn; ``run_until_complete(coroutine)`` per event made every event a root task of its own,
+   so every sync handler call started and stopped a thread. Those worker threads are not
+   daemons: the runner is closed (the task group ends, the threads stop) when the interpreter
+   shuts down, before it waits for them; ``LambdaRuntime.close()`` does it earlier.
 
 Each event is recognised by its shape and dispatched:
 
@@ -24,17 +31,20 @@ Each event is recognised by its shape and dispatched:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
+import contextlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Coroutine, Mapping, MutableMapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qr.runtime import ports
 from qr.runtime.aws import http_api, jsonlog, lambda_platform
@@ -45,6 +55,7 @@ from qr.runtime.manifest import Manifest, scan
 log = logging.getLogger("qr.lambda")
 
 _BUNDLE_ROOT = Path(__file__).resolve().parents[3]
+T = TypeVar("T")
 DEADLINE_MARGIN = 1.0
 """Seconds kept back from the function's remaining time to report a job's outcome."""
 
@@ -69,8 +80,14 @@ class LambdaRuntime:
         )
         ports.set_platform(self.platform)
         self.loop = asyncio.new_event_loop()
+        self.runner = EventRunner(self.loop)
+        _at_shutdown(self.runner.close)
         self._app: Any = None
         self._sockets: Any = None
+
+    def close(self) -> None:
+        self.runner.close()
+        self.loop.close()
 
     def _load_settings(self) -> None:
         path = self.environ.get("QR_SSM_PATH")
@@ -108,22 +125,20 @@ class LambdaRuntime:
             return _unknown(event)
         if http_api.is_http_event(event):
             deadline = http_api.deadline_from(_ms(remaining()))
-            return self.loop.run_until_complete(
-                http_api.handle(self.app, event, request_id, deadline)
-            )
+            return self.runner.run(http_api.handle(self.app, event, request_id, deadline))
         if _is_websocket_event(event):
-            return self.loop.run_until_complete(self._websocket(event))
+            return self.runner.run(self._websocket(event))
         if _is_sqs_event(event):
             from qr.runtime.aws import batch
 
             queues = self.platform.queues
             assert isinstance(queues, SqsQueues)
-            return self.loop.run_until_complete(
+            return self.runner.run(
                 batch.run_batch(event["Records"], self.manifest, queues, remaining)
             )
         schedule = _schedule_input(event)
         if schedule is not None:
-            return self.loop.run_until_complete(self._schedule(schedule, request_id, remaining))
+            return self.runner.run(self._schedule(schedule, request_id, remaining))
         return _unknown(event)
 
     async def _websocket(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,6 +186,74 @@ class LambdaRuntime:
             log.exception("schedule %s failed", name, extra={"request_id": request_id})
             raise
         return {"schedule": name, "result": result if _jsonable(result) else repr(result)}
+
+
+class EventRunner:
+    """Runs one event's coroutine at a time on ``loop``, each as a task of one task group."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._inbox: asyncio.Queue[tuple[Coroutine[Any, Any, Any], asyncio.Future[Any]]] | None
+        self._inbox = None
+        self._host: asyncio.Task[None] | None = None
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` to its end (blocking) and return its result or raise its error."""
+        if self._inbox is None or self._host is None or self._host.done():
+            self._inbox = asyncio.Queue()
+            self._host = self.loop.create_task(self._serve(self._inbox))
+        done: asyncio.Future[T] = self.loop.create_future()
+        self._inbox.put_nowait((coroutine, done))
+        return self.loop.run_until_complete(done)
+
+    def close(self) -> None:
+        """End the task group (anyio stops its worker threads with it); idempotent."""
+        host = self._host
+        if host is None or host.done() or self.loop.is_closed() or self.loop.is_running():
+            return
+        host.cancel()
+        with contextlib.suppress(BaseException):
+            self.loop.run_until_complete(host)
+
+    async def _serve(
+        self, inbox: asyncio.Queue[tuple[Coroutine[Any, Any, Any], asyncio.Future[Any]]]
+    ) -> None:
+        import anyio
+
+        async with anyio.create_task_group() as group:
+            while True:
+                coroutine, done = await inbox.get()
+                group.start_soon(_settle, coroutine, done)
+
+
+async def _settle(coroutine: Coroutine[Any, Any, Any], done: asyncio.Future[Any]) -> None:
+    """Await one event; its outcome, errors included, goes to ``done``, never to the group."""
+    try:
+        result = await coroutine
+    except asyncio.CancelledError:  # run() raises it; the group and later events go on
+        done.cancel()
+    except BaseException as exc:  # SystemExit too: run() re-raises it in the handler's thread
+        if not done.done():
+            done.set_exception(exc)
+    else:
+        if not done.done():
+            done.set_result(result)
+
+
+def _at_shutdown(action: Callable[[], None]) -> None:
+    """Run ``action`` when the interpreter exits, before it joins non-daemon threads.
+
+    ``atexit`` runs after that join, too late to stop them; ``threading._register_atexit`` (what
+    ``concurrent.futures`` uses) runs before it. Where it is missing, ``atexit`` is the fallback.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if callable(register):
+            register(action)
+            return
+    except RuntimeError:  # the interpreter is already shutting down
+        return
+    atexit.register(action)
 
 
 _runtime: LambdaRuntime | None = None
