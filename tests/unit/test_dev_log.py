@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import threading
 
@@ -10,6 +11,7 @@ import pytest
 
 from qr.cli.console import Output
 from qr.cli.dev.log import DevLog
+from qr.runtime import context
 
 
 def make_log() -> tuple[DevLog, io.StringIO]:
@@ -91,3 +93,21 @@ def test_prints_are_left_alone_when_the_console_is_not_stdout() -> None:
     real = sys.stdout
     with log.capture_prints():
         assert sys.stdout is real
+
+
+def test_the_users_log_lines_carry_the_current_request_id() -> None:
+    log, stream = make_log()
+    handler = log.handler()
+    logger = logging.getLogger("tests.dev_log.app")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        with context.invocation(context.Invocation("http", "req-123")):
+            logger.info("saved %s", "bookmark 5")
+        logger.info("outside any request")
+    finally:
+        logger.removeHandler(handler)
+    log.flush()
+    lines = [line.split(" ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == ["LOG   saved bookmark 5 [req-123]", "LOG   outside any request"]

@@ -4,8 +4,10 @@ Everything the runtime logs goes through the standard ``logging`` loggers (``qr.
 lines, ``qr.queues`` job lines, ``qr.socket``, ``qr.schedules``, the user's own loggers);
 ``DevLogHandler`` renders those records on the ``Output``: a time, a coloured kind, the record's
 message, and the traceback for errors. Records that carry the structured ``extra`` fields of an
-access or job line (status, duration) get their status coloured. Socket events and schedule runs
-arrive as calls (``socket_event``, ``schedule_run``) from the objects that produce them.
+access or job line (status, duration) get their status coloured. Lines from the user's own
+loggers end with the current request or job id (``qr.runtime.context``), as on Lambda. Socket
+events and schedule runs arrive as calls (``socket_event``, ``schedule_run``) from the objects
+that produce them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import datetime
 from typing import IO
 
 from qr.cli.console import Output
+from qr.runtime import context
 from qr.runtime.errors import ProjectError
 from qr.runtime.sockets import SocketEvent
 
@@ -232,6 +235,11 @@ class DevLogHandler(logging.Handler):
         try:
             kind, style = _kind(record.name)
             message = record.getMessage()
+            if kind == "LOG":  # the user's own loggers: which request or job logged this
+                now = context.current()
+                request_id = getattr(record, "request_id", None) or (now and now.request_id)
+                if request_id:
+                    message = f"{message} [{request_id}]"
             if record.exc_info and record.exc_info[0] is not None:
                 message += "\n" + self.formatException(record.exc_info)
             status = getattr(record, "status", None)
