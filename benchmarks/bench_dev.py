@@ -3,7 +3,8 @@
 Goals (issue 5):
 * a JSON GET route through ``qr dev`` serves >= 0.7x the requests/s of a bare uvicorn + Starlette
   app returning the same JSON with the same uvicorn settings (httptools/uvloop as installed, no
-  access log, log level warning);
+  access log, log level warning); ``async def`` handlers for the goal, and ``def`` ones (both run
+  in a thread pool) reported beside it;
 * >= 30x the requests/s of ``chalice local`` serving an equivalent route (chalice is installed in
   a throw-away venv under ``.qr-ci/chalice-venv`` on first use; skipped with a note when PyPI is
   unreachable);
@@ -53,7 +54,10 @@ from starlette.routing import Route
 async def item(request):
     return JSONResponse({PAYLOAD!r})
 
-app = Starlette(routes=[Route("/item", item)])
+def sync_item(request):
+    return JSONResponse({PAYLOAD!r})
+
+app = Starlette(routes=[Route("/item", item), Route("/sync_item", sync_item)])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning",
             ws_max_size=128 * 1024, timeout_graceful_shutdown=5)
 """
@@ -146,6 +150,7 @@ def make_project(root: Path) -> None:
     (root / "socket").mkdir()
     (root / "qr.yaml").write_text("name: bench\n")
     (root / "api" / "item.py").write_text(f"async def get():\n    return {PAYLOAD!r}\n")
+    (root / "api" / "sync_item.py").write_text(f"def get():\n    return {PAYLOAD!r}\n")
     (root / "api" / "version.py").write_text('def get():\n    return {"version": 0}\n')
     (root / "socket" / "index.py").write_text(
         "from qr.runtime import socket\n\n"
@@ -229,10 +234,14 @@ def main() -> None:
         command = [sys.executable, str(bare_file), str(bare_port)]
         stack.enter_context(serve(command, bare_url, base, base / "bare.log"))
         # Alternate the two so a noisy neighbour hits both alike; keep each one's best round.
-        qr_rps = bare_rps = 0.0
+        qr_rps = bare_rps = qr_sync_rps = bare_sync_rps = 0.0
+        bare_sync_url = bare_url.replace("/item", "/sync_item")
         for _ in range(ROUNDS):
             qr_rps = max(qr_rps, load(url + "/item"))
             bare_rps = max(bare_rps, load(bare_url))
+        for _ in range(ROUNDS):
+            qr_sync_rps = max(qr_sync_rps, load(url + "/sync_item"))
+            bare_sync_rps = max(bare_sync_rps, load(bare_sync_url))
         ws_rate = asyncio.run(socket_rate(url.replace("http", "ws") + "/"))
         latencies = reload_latency(url, project)
 
@@ -254,6 +263,10 @@ def main() -> None:
     print(f"qr dev JSON GET:             {qr_rps:10.0f} req/s")
     print(
         f"bare uvicorn + Starlette:    {bare_rps:10.0f} req/s   ratio {qr_rps / bare_rps:.2f}x (goal >= 0.7x)"
+    )
+    print(
+        f"sync def routes (thread pool): {qr_sync_rps:8.0f} vs {bare_sync_rps:.0f} req/s   "
+        f"ratio {qr_sync_rps / bare_sync_rps:.2f}x"
     )
     if chalice_rps is not None:
         print(
