@@ -83,6 +83,7 @@ def test_prints_join_the_batch_in_order_while_captured(capsys: pytest.CaptureFix
         print("printed by a handler")
         log.info("last")
         assert sys.stdout is not real and not sys.stdout.isatty()
+        assert sys.stdout.buffer is real.buffer  # what else libraries use is the real stream's
     assert sys.stdout is real
     text = capsys.readouterr().out
     assert text.index("first") < text.index("printed by a handler") < text.index("last")

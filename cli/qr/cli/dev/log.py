@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import IO
+from typing import IO, Any
 
 from qr.cli.console import Output
 from qr.runtime import context
@@ -218,6 +218,9 @@ class _Printed(io.TextIOBase):
 
     def isatty(self) -> bool:
         return self._real.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # buffer, errors, ...: the real stream's
+        return getattr(self._real, name)
 
     @property
     def encoding(self) -> str:  # type: ignore[override]  # a read-only attribute at run time too
