@@ -11,9 +11,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from qr.cli.docker.aws_local import LocalAws, LocalAwsServer
+from qr.runtime.aws._clients import Clients
+from qr.runtime.aws.ssm import load_parameters
 from qr.runtime.ports import OutgoingJob
 
 pytestmark = pytest.mark.integration
+SSM_PATH = "/qr/app/dev/"
 
 
 @dataclass
@@ -48,6 +51,7 @@ class _Env:
     aws: LocalAws
     url: str
     extended: list[tuple[str, float]]
+    parameters: dict[str, str]
 
     def client(self, service: str, path: str) -> Any:
         return boto3.session.Session().client(  # type: ignore[call-overload]
@@ -67,10 +71,13 @@ def env() -> Iterator[_Env]:
         extended.append((receipt, seconds))
         return receipt == "r-1"
 
-    aws = LocalAws(_Queues(), _Sockets(), "app-dev-", extend)
+    parameters: dict[str, str] = {}
+    aws = LocalAws(
+        _Queues(), _Sockets(), "app-dev-", extend, ssm_path=SSM_PATH, parameters=lambda: parameters
+    )
     server = LocalAwsServer(aws)
     server.start()
-    yield _Env(aws, server.url("127.0.0.1"), extended)
+    yield _Env(aws, server.url("127.0.0.1"), extended, parameters)
     server.close()
 
 
@@ -170,3 +177,50 @@ def test_dynamodb_calls_of_the_connection_registry(env: _Env) -> None:
     with pytest.raises(ClientError) as failure:
         db.scan(TableName=table)
     assert "does not serve DynamoDB Scan" in str(failure.value)
+
+
+def test_ssm_parameters_by_path_serve_the_dev_environment_in_pages(env: _Env) -> None:
+    env.parameters.update({f"KEY_{n:02}": f"value {n}" for n in range(12)})
+    env.parameters["nested/DEEP"] = "deep"
+    ssm = env.client("ssm", "/ssm")
+    paginator = ssm.get_paginator("get_parameters_by_path")
+    pages = list(paginator.paginate(Path=SSM_PATH, Recursive=True, WithDecryption=True))
+    assert [len(page["Parameters"]) for page in pages] == [10, 3]
+    found = {p["Name"]: p["Value"] for page in pages for p in page["Parameters"]}
+    assert found[SSM_PATH + "KEY_11"] == "value 11"
+    assert found[SSM_PATH + "nested/DEEP"] == "deep"
+    assert len(found) == 13
+    first = pages[0]["Parameters"][0]
+    assert first["Type"] == "String"
+    assert first["ARN"] == f"arn:aws:ssm:us-east-1:000000000000:parameter{SSM_PATH}KEY_00"
+    flat = ssm.get_parameters_by_path(Path=SSM_PATH.rstrip("/"), MaxResults=2)
+    assert [p["Name"] for p in flat["Parameters"]] == [SSM_PATH + "KEY_00", SSM_PATH + "KEY_01"]
+    rest = ssm.get_parameters_by_path(Path=SSM_PATH, NextToken=flat["NextToken"], MaxResults=10)
+    assert SSM_PATH + "nested/DEEP" not in {p["Name"] for p in rest["Parameters"]}
+    assert ssm.get_parameters_by_path(Path="/qr/other/dev/")["Parameters"] == []
+    with pytest.raises(ClientError) as failure:
+        ssm.get_parameters_by_path(Path=SSM_PATH, NextToken="bogus")
+    assert failure.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as failure:
+        ssm.get_parameter(Name=SSM_PATH + "KEY_00")
+    assert "does not serve SSM GetParameter" in str(failure.value)
+
+
+def test_the_runtime_ssm_adapter_loads_the_dev_environment(
+    env: _Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``load_parameters`` as the entry point calls it at cold start, through AWS_ENDPOINT_URL_SSM."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", env.url + "/ssm")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "qr-dev")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "qr-dev")
+    env.parameters.update({f"VAR_{n:02}": str(n) for n in range(11)})
+    env.parameters["GREETING"] = "Hi"
+    environ = {"GREETING": "from the function's variables"}
+    names = load_parameters(SSM_PATH, Clients(), environ)
+    assert names == sorted(env.parameters)
+    assert environ["GREETING"] == "Hi"  # a parameter wins, as on Lambda
+    assert environ["VAR_10"] == "10"
+    env.parameters["GREETING"] = "changed in .env"  # read again at the next cold start
+    assert load_parameters(SSM_PATH, Clients(), environ) == names
+    assert environ["GREETING"] == "changed in .env"

@@ -153,6 +153,18 @@ def test_code_change_restarts_the_containers(dev: DevProcess) -> None:
     )
 
 
+def test_env_change_reaches_the_restarted_containers_through_ssm(dev: DevProcess) -> None:
+    index = dev.root / "api" / "index.py"
+    source = 'import os\n\n\ndef get():\n    return {"message": os.environ["GREETING"]}\n'
+    index.write_text(source, encoding="utf-8")
+    (dev.root / ".env").write_text("GREETING=Hello again\n", encoding="utf-8")
+    _until(
+        lambda: httpx.get(dev.url + "/", timeout=WAIT).json() == {"message": "Hello again"},
+        "the new .env value, loaded from the local SSM endpoint at cold start",
+        WAIT,
+    )
+
+
 def test_ctrl_c_stops_and_removes_the_containers(dev: DevProcess, docker_client: Any) -> None:
     dev.process.send_signal(signal.SIGINT)
     assert dev.process.wait(timeout=WAIT) == 0

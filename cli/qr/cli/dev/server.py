@@ -101,7 +101,7 @@ class DevServer:
         run_schedule = _run_schedule
         if options.docker:
             settings = DockerSettings.from_environ(
-                environment={**self.env.from_file, **options.env}
+                environment=lambda: {**self.env.from_file, **options.env}
             )
             self.function = DockerFunction(manifest, self.platform, settings)
             self.function.start()

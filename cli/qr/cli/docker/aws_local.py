@@ -1,8 +1,8 @@
 """Local stand-ins for the AWS APIs the production adapters call from inside a container.
 
 Under ``--docker`` the function runs the same ``qr.runtime.aws`` adapters as in production; boto3
-inside the container is pointed here with ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL_DYNAMODB``
-and ``QR_WS_ENDPOINT``. Only the calls those adapters make are served, each mapped onto the local
+inside the container is pointed here with ``AWS_ENDPOINT_URL_SQS`` / ``_DYNAMODB`` / ``_SSM`` and
+``QR_WS_ENDPOINT``. Only the calls those adapters make are served, each mapped onto the local
 platform:
 
 * ``/sqs`` (JSON protocol): ``SendMessage`` → the local ``QueuePort`` (the SQLite engine), with the
@@ -15,6 +15,11 @@ platform:
 * ``/dynamodb`` (JSON protocol): ``PutItem``, ``GetItem``, ``UpdateItem`` (``SET`` clauses only),
   ``DeleteItem`` (``ReturnValues=ALL_OLD``) and ``Query`` (equality on the hash key) on an
   in-memory table keyed by ``pk``/``sk``: the connection registry's item store.
+* ``/ssm`` (JSON 1.1 protocol): ``GetParametersByPath`` (``Recursive``, ``MaxResults`` and
+  ``NextToken`` pages, ``WithDecryption`` accepted) over the dev environment, each variable a
+  parameter ``ssm_path + NAME``: what the entry point loads into ``os.environ`` at cold start.
+  ``parameters`` is called on every request, so containers started after a ``.env`` change
+  read the new values.
 
 Anything else is a 400 naming the unsupported call, so a new adapter call shows up at once.
 """
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -55,6 +60,11 @@ class LocalAws:
     sockets: SocketPort
     queue_prefix: str
     extend: Extend = lambda receipt, seconds: False
+    ssm_path: str = "/"
+    """The parameters' path (``QR_SSM_PATH``), ending in ``/``."""
+    parameters: Callable[[], Mapping[str, str]] = dict
+    """The dev environment, served as the parameters under ``ssm_path``."""
+    region: str = "us-east-1"
     tables: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -123,6 +133,47 @@ class LocalAws:
             return 204, b""
         raise AwsError(400, "UnsupportedOperation", f"{method} @connections is not served")
 
+    # -- SSM Parameter Store ------------------------------------------------------------------
+
+    def ssm(self, action: str, request: dict[str, Any]) -> dict[str, Any]:
+        if action != "GetParametersByPath":
+            raise AwsError(
+                400, "UnsupportedOperation", f"qr dev --docker does not serve SSM {action}"
+            )
+        path = str(request.get("Path", ""))
+        if not path.startswith("/"):
+            raise AwsError(400, "ValidationException", f"the path must start with /: {path!r}")
+        if request.get("ParameterFilters"):
+            raise AwsError(400, "ValidationException", "ParameterFilters are not served")
+        size = int(request.get("MaxResults") or SSM_PAGE)
+        if not 1 <= size <= SSM_PAGE:
+            raise AwsError(400, "ValidationException", f"MaxResults must be 1-{SSM_PAGE}")
+        prefix = path if path.endswith("/") else path + "/"
+        recursive = bool(request.get("Recursive"))
+        found = []
+        for key, value in self.parameters().items():
+            name = self.ssm_path + key
+            below = name[len(prefix) :] if name.startswith(prefix) else ""
+            if below and (recursive or "/" not in below):
+                found.append((name, value))
+        found.sort()
+        start = _page_start(request.get("NextToken"), len(found))
+        page = found[start : start + size]
+        answer: dict[str, Any] = {"Parameters": [self._parameter(n, v) for n, v in page]}
+        if start + size < len(found):
+            answer["NextToken"] = str(start + size)
+        return answer
+
+    def _parameter(self, name: str, value: str) -> dict[str, Any]:
+        return {
+            "Name": name,
+            "Type": "String",
+            "Value": value,
+            "Version": 1,
+            "ARN": f"arn:aws:ssm:{self.region}:{ACCOUNT}:parameter{name}",
+            "DataType": "text",
+        }
+
     # -- DynamoDB ------------------------------------------------------------------------------
 
     def dynamodb(self, action: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +201,19 @@ class LocalAws:
         raise AwsError(
             400, "UnknownOperationException", f"qr dev --docker does not serve DynamoDB {action}"
         )
+
+
+SSM_PAGE = 10
+"""GetParametersByPath's largest (and default) page."""
+
+
+def _page_start(token: object, total: int) -> int:
+    if token is None:
+        return 0
+    text = str(token)
+    if not text.isdigit() or int(text) > total:
+        raise AwsError(400, "ValidationException", f"invalid NextToken {text!r}")
+    return int(text)
 
 
 def _key(item: dict[str, Any]) -> tuple[str, str]:
@@ -191,7 +255,7 @@ def _query(table: dict[tuple[str, str], dict[str, Any]], request: dict[str, Any]
 
 
 class LocalAwsServer(Serving):
-    """Serves ``LocalAws`` on ``/sqs``, ``/dynamodb`` and ``/ws``."""
+    """Serves ``LocalAws`` on ``/sqs``, ``/dynamodb``, ``/ssm`` and ``/ws``."""
 
     def __init__(self, aws: LocalAws, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(type("LocalAwsHandler", (_AwsHandler,), {"aws": aws}), host, port)
@@ -217,6 +281,8 @@ class _AwsHandler(Handler):
                 self.reply(200, self.aws.sqs(action, request), _JSON_10)
             elif self.path.rstrip("/") == "/dynamodb" and service.startswith("DynamoDB_"):
                 self.reply(200, self.aws.dynamodb(action, request), _JSON_10)
+            elif self.path.rstrip("/") == "/ssm" and service == "AmazonSSM":
+                self.reply(200, self.aws.ssm(action, request), _JSON_11)
             else:
                 raise AwsError(400, "UnsupportedOperation", f"not served: {self.path} {target}")
         except AwsError as exc:
@@ -243,6 +309,7 @@ class _AwsHandler(Handler):
 
 
 _JSON_10 = {"Content-Type": "application/x-amz-json-1.0"}
+_JSON_11 = {"Content-Type": "application/x-amz-json-1.1"}
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -10,7 +10,9 @@
 4. serve the local AWS endpoints the production adapters call (``aws_local``);
 5. start the warm pool, its containers running ``qr.runtime.aws.entry.handler`` with the
    environment Terraform would set (``QR_QUEUE_URL_PREFIX``, ``QR_WS_ENDPOINT``,
-   ``QR_CONNECTIONS_TABLE`` ...) pointed at those endpoints, plus the dev environment (``.env``).
+   ``QR_CONNECTIONS_TABLE``, ``QR_SSM_PATH`` ...) pointed at those endpoints. The dev environment
+   (``.env``, ``--env``) is not passed as container variables: it is served as the SSM
+   parameters under ``QR_SSM_PATH``, which the entry point loads at cold start as in production.
 
 A container that crashes on init is reported with its output and the server keeps running: the
 next invocation tries again. ``reload(manifest)`` repeats stage 2 and restarts the containers.
@@ -64,8 +66,15 @@ class DockerSettings:
     network: Literal["host", "bridge"] = "bridge"
     concurrency: int = 2
     """Warm containers (how many invocations run at once)."""
-    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    """The dev environment (``.env`` and ``--env``) handed to the containers."""
+    environment: Mapping[str, str] | Callable[[], Mapping[str, str]] = dataclasses.field(
+        default_factory=dict
+    )
+    """The dev environment (``.env`` and ``--env``), served to the containers through SSM; a
+    callable is read at every cold start (a ``.env`` change reaches the restarted containers)."""
+
+    def dev_environment(self) -> Mapping[str, str]:
+        environment = self.environment
+        return environment() if callable(environment) else environment
 
     @classmethod
     def from_environ(
@@ -131,6 +140,7 @@ class DockerFunction:
         config = manifest.config
         self.function_name = f"{config.name}-{STAGE}"
         self.queue_prefix = f"{self.function_name}-"
+        self.ssm_path = f"/qr/{config.name}/{STAGE}/"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -154,6 +164,9 @@ class DockerFunction:
             self.platform.sockets,
             self.queue_prefix,
             lambda receipt, seconds: self.extend(receipt, seconds),  # the current worker's
+            ssm_path=self.ssm_path,
+            parameters=self.settings.dev_environment,
+            region=config.region,
         )
         self.aws_server = LocalAwsServer(aws, "127.0.0.1" if host_net else "0.0.0.0")
         self.aws_server.start()
@@ -214,22 +227,20 @@ class DockerFunction:
         base_url = self.platform.base_url
         if self.settings.network == "bridge":
             base_url = base_url.replace("localhost", "host.docker.internal")
-        env = dict(self.settings.environment)
-        env.update(
-            {
-                "QR_PROJECT": config.name,
-                "QR_STAGE": STAGE,
-                "QR_QUEUE_URL_PREFIX": f"{endpoint}/sqs/{ACCOUNT}/{self.queue_prefix}",
-                "QR_CONNECTIONS_TABLE": f"{self.function_name}-connections",
-                "QR_WS_ENDPOINT": f"{endpoint}/ws",
-                "QR_BASE_URL": base_url,
-                "AWS_ENDPOINT_URL_SQS": f"{endpoint}/sqs",
-                "AWS_ENDPOINT_URL_DYNAMODB": f"{endpoint}/dynamodb",
-                "AWS_ACCESS_KEY_ID": "qr-dev",
-                "AWS_SECRET_ACCESS_KEY": "qr-dev",
-            }
-        )
-        return env
+        return {
+            "QR_PROJECT": config.name,
+            "QR_STAGE": STAGE,
+            "QR_QUEUE_URL_PREFIX": f"{endpoint}/sqs/{ACCOUNT}/{self.queue_prefix}",
+            "QR_CONNECTIONS_TABLE": f"{self.function_name}-connections",
+            "QR_WS_ENDPOINT": f"{endpoint}/ws",
+            "QR_BASE_URL": base_url,
+            "QR_SSM_PATH": self.ssm_path,
+            "AWS_ENDPOINT_URL_SQS": f"{endpoint}/sqs",
+            "AWS_ENDPOINT_URL_DYNAMODB": f"{endpoint}/dynamodb",
+            "AWS_ENDPOINT_URL_SSM": f"{endpoint}/ssm",
+            "AWS_ACCESS_KEY_ID": "qr-dev",
+            "AWS_SECRET_ACCESS_KEY": "qr-dev",
+        }
 
     def queue_arn(self, queue: str) -> str:
         region = self.manifest.config.region
