@@ -1,7 +1,7 @@
 """Docker fixtures: a real engine and the local base image that ``scripts/docker-up`` builds.
 
 Locally, tests skip (saying how to start the engine) when Docker is not running. In CI
-(``CI=true``) ``.ci/run`` has started it, so a missing engine or image fails the tests instead:
+(``CI=true``) ``.ci/run`` has started it (and the bridge engine of ``scripts/docker-bridge-up``), so a missing engine or image fails the tests instead:
 a skip there would hide that the Docker path is untested.
 """
 
@@ -24,24 +24,37 @@ PYTHON_VERSION = "3.11"
 CACHE = REPO / ".qr-ci" / "docker-cache"
 
 
-def _unavailable(reason: str) -> None:
+BRIDGE_DOCKER_HOST = os.environ.get("QR_BRIDGE_DOCKER_HOST", "unix:///run/qr-bridge-docker.sock")
+"""The engine with bridge networking that ``scripts/docker-bridge-up`` starts."""
+
+
+def _unavailable(reason: str, script: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"Docker is required in CI: {reason}")
-    pytest.skip(f"Docker is not available ({reason}); start it with scripts/docker-up")
+    pytest.skip(f"Docker is not available ({reason}); start it with {script}")
+
+
+def _client(environment: dict[str, str] | None, script: str) -> Iterator[Any]:
+    try:
+        client = connect(environment)
+    except QrError as exc:
+        _unavailable(exc.message, script)
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:
+        _unavailable(f"the base image {BASE_IMAGE} is missing", script)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
-    try:
-        client = connect()
-    except QrError as exc:
-        _unavailable(exc.message)
-    try:
-        client.images.get(BASE_IMAGE)
-    except Exception:
-        _unavailable(f"the base image {BASE_IMAGE} is missing")
-    yield client
-    client.close()
+    yield from _client(None, "scripts/docker-up")
+
+
+@pytest.fixture(scope="session")
+def bridge_docker_client() -> Iterator[Any]:
+    yield from _client({"DOCKER_HOST": BRIDGE_DOCKER_HOST}, "scripts/docker-bridge-up")
 
 
 @pytest.fixture(scope="session")

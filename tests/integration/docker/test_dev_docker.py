@@ -40,9 +40,10 @@ def handler(payload, job):
 """
 
 
-@pytest.fixture(scope="module")
-def dev(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
-    base = tmp_path_factory.mktemp("docker-dev")
+@contextlib.contextmanager
+def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> Iterator[DevProcess]:
+    """``qr dev --docker`` on a scaffolded project (with a queue and a push route) under ``base``;
+    ``environment`` adds to the process's variables (the engine, the network)."""
     subprocess.run(
         [sys.executable, "-m", "qr.cli", "init", str(base / "app"), "--yes"],
         check=True,
@@ -62,8 +63,8 @@ def dev(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         **os.environ,
         "NO_COLOR": "1",
         "QR_DOCKER_BASE_IMAGE": BASE_IMAGE,
-        "QR_DOCKER_NETWORK": "host",
         "XDG_CACHE_HOME": str(CACHE.parent / "xdg-cache"),
+        **environment,
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -80,15 +81,21 @@ def dev(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             raise AssertionError(f"qr dev --docker exited:\n{log.read_text()}")
         return json.loads(state.read_text())["url"] if state.exists() else None
 
-    server = DevProcess(root, process, log, _until(started, "qr dev --docker to listen", 300))
     try:
-        yield server
+        yield DevProcess(root, process, log, _until(started, "qr dev --docker to listen", 300))
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-        for container in _containers(docker_client, root):
+        for container in _containers(client, root):
             container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def dev(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
+    base = tmp_path_factory.mktemp("docker-dev")
+    with serve_docker_dev(docker_client, base, {"QR_DOCKER_NETWORK": "host"}) as server:
+        yield server
 
 
 def _containers(client: Any, root: Path) -> list[Any]:
