@@ -6,12 +6,17 @@ Goals (issue 9):
 * start-up: time from launching ``qr dev --docker`` to the first served request, with the image
   already built (the first launch below builds it if needed and is reported separately).
 
+Also printed, to tell the parts apart: the p50 of a no-op handler's round trip through the pool
+and one container's Runtime API (``ContainerPool.ainvoke`` on the dev server's side, no qr entry
+point and no HTTP server in front), in the same function image.
+
 Needs a running engine and the local base image (``scripts/docker-up``); the containers use host
 networking like the tests. Every loop is bounded in count and time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import statistics
@@ -101,6 +106,34 @@ def _p50(url: str) -> float:
     return statistics.median(samples)
 
 
+def _runtime_api_p50(base: Path) -> float:
+    """A no-op handler's invocation through the pool: the Runtime API round trip alone."""
+    from qr.cli.docker.engine import connect
+    from qr.cli.docker.image import ImageBuilder, ImageSpec
+    from qr.cli.docker.pool import ContainerPool, PoolConfig
+
+    task = base / "noop"
+    task.mkdir()
+    (task / "noop.py").write_text("def handler(event, context):\n    return {}\n")
+    client = connect()
+    image = ImageBuilder(client).ensure(ImageSpec("3.11", BASE_IMAGE, requirements=("boto3",)))
+    config = PoolConfig(image.tag, task, handler="noop.handler", size=1, network="host")
+
+    async def measure(pool: ContainerPool) -> float:
+        samples = []
+        for n in range(WARMUP + REQUESTS):
+            begin = time.perf_counter()
+            await pool.ainvoke({"n": n})
+            samples.append(time.perf_counter() - begin)
+        return statistics.median(samples[WARMUP:])
+
+    try:
+        with ContainerPool(client, config) as pool:
+            return asyncio.run(measure(pool))
+    finally:
+        client.close()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = _scaffold(Path(scratch))
@@ -110,8 +143,10 @@ def main() -> None:
             docker = _p50(url)
         with _serve(root, "--docker") as (url, cached_start):
             pass
+        noop = _runtime_api_p50(Path(scratch))
     print(f"warm GET / p50: qr dev {local * 1000:.2f} ms, qr dev --docker {docker * 1000:.2f} ms")
     print(f"  ratio --docker / in-process: {docker / local:.2f}x (goal <= 3x)")
+    print(f"  of which a no-op handler's round trip through the Runtime API: {noop * 1000:.2f} ms")
     print(f"start to first request, --docker: {cached_start:.2f} s with the image cached")
     print(f"  (first launch in this run, building what was missing: {first_start:.2f} s)")
 
