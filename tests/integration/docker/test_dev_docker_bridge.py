@@ -9,12 +9,14 @@ container through the Runtime API) cover both directions.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from qr.cli.docker.engine import listen_address
 from qr.cli.docker.pool import PROJECT_LABEL
 from tests.integration.docker.conftest import BRIDGE_DOCKER_HOST
 from tests.integration.docker.test_dev_docker import WAIT, serve_docker_dev
@@ -45,6 +47,11 @@ def test_containers_on_the_bridge_reach_qr_through_host_docker_internal(
         assert runtime_api and runtime_api[0].startswith(
             "AWS_LAMBDA_RUNTIME_API=host.docker.internal:"
         )
+    # qr's endpoints for the containers listen on the bridge's gateway, not on every interface
+    endpoint = next(v for v in containers[0].attrs["Config"]["Env"] if "URL_SQS=" in v)
+    port = int(endpoint.rsplit(":", 1)[1].split("/", 1)[0])
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
     response = httpx.get(dev.url + "/", timeout=WAIT)
     assert response.status_code == 200
     assert response.json() == {"message": "Hi from qr"}  # .env, through the SSM endpoint
@@ -56,3 +63,13 @@ def test_a_job_pushed_from_the_container_runs_in_a_container(dev: DevProcess) ->
     job_id = response.json()["job_id"]
     _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line", WAIT)
     _until(lambda: f"notifying u1 of job {job_id}" in dev.output(), "the job's output", WAIT)
+
+
+def test_endpoints_listen_on_the_bridge_gateway_where_it_is_local(
+    bridge_docker_client: Any, docker_client: Any
+) -> None:
+    configs = bridge_docker_client.networks.get("bridge").attrs["IPAM"]["Config"]
+    assert listen_address(bridge_docker_client, "bridge") == configs[0]["Gateway"]
+    assert listen_address(bridge_docker_client, "host") == "127.0.0.1"
+    # the main test engine runs with --bridge=none: no gateway to pick, every interface
+    assert listen_address(docker_client, "bridge") == "0.0.0.0"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket as sockets
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,32 @@ def not_running_error(
         "(or `sudo dockerd &`); set DOCKER_HOST if your engine listens elsewhere. "
         "Check with `docker info`, then run the command again.",
     )
+
+
+def listen_address(client: Any, network: str) -> str:
+    """Where the endpoints qr serves to the containers (Runtime API, local AWS) listen.
+
+    Host networking: loopback. Bridge networking: the default bridge's gateway when it is an
+    address of this machine (Linux, where ``host.docker.internal`` is that gateway), so the
+    endpoints, which serve the dev environment's values, are not open to the whole network;
+    otherwise (Docker Desktop, whose engine runs in a VM, or an engine without a default bridge)
+    every interface, where the containers' connections can arrive from.
+    """
+    if network == "host":
+        return "127.0.0.1"
+    try:
+        configs = client.networks.get("bridge").attrs["IPAM"]["Config"] or []
+        gateways = [str(c.get("Gateway") or "") for c in configs]
+    except Exception:  # no default bridge (--bridge=none) or an engine that hides it
+        return "0.0.0.0"
+    ipv4 = [address for address in gateways if address and ":" not in address]
+    return next((address for address in ipv4 if _is_local(address)), "0.0.0.0")
+
+
+def _is_local(address: str) -> bool:
+    with sockets.socket() as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            return False
+    return True

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qr.cli.docker.aws_local import LocalAws, LocalAwsServer
-from qr.cli.docker.engine import connect
+from qr.cli.docker.engine import connect, listen_address
 from qr.cli.docker.events import ACCOUNT
 from qr.cli.docker.image import (
     BuiltImage,
@@ -158,7 +158,7 @@ class DockerFunction:
         )
         builder = ImageBuilder(self.client, self.image_cache, log=log.info)
         self.image = builder.ensure(ImageSpec(config.python_version, base, requirements=("boto3",)))
-        host_net = self.settings.network == "host"
+        listen = listen_address(self.client, self.settings.network)
         aws = LocalAws(
             self.platform.queues,
             self.platform.sockets,
@@ -168,7 +168,7 @@ class DockerFunction:
             parameters=self.settings.dev_environment,
             region=config.region,
         )
-        self.aws_server = LocalAwsServer(aws, "127.0.0.1" if host_net else "0.0.0.0")
+        self.aws_server = LocalAwsServer(aws, listen)
         self.aws_server.start()
         self.pool = ContainerPool(
             self.client,
@@ -183,6 +183,7 @@ class DockerFunction:
                 region=config.region,
                 environment=self.environment(),
                 network=self.settings.network,
+                listen=listen,
                 labels={PROJECT_LABEL: str(self.manifest.root)},
             ),
             on_log=_log_line,

@@ -100,6 +100,9 @@ class PoolConfig:
     environment: Mapping[str, str] = field(default_factory=dict)
     network: Literal["host", "bridge"] = "bridge"
     """``host`` where bridge networking is unavailable (CI); ``bridge`` otherwise."""
+    listen: str | None = None
+    """The address the Runtime API servers listen on (``engine.listen_address``); default
+    loopback for host networking, every interface for bridge networking."""
     start_timeout: float = 60.0
     """How long ``start()`` waits for containers to finish their init."""
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -336,8 +339,9 @@ class _Slot:
         self.container: Any = None
         self._stopping = False
         self._lock = threading.Lock()
-        host_net = pool.config.network == "host"
-        self.server = RuntimeAPIServer(self, "127.0.0.1" if host_net else "0.0.0.0")
+        config = pool.config
+        default = "127.0.0.1" if config.network == "host" else "0.0.0.0"
+        self.server = RuntimeAPIServer(self, config.listen or default)
 
     def start(self) -> None:
         config = self.pool.config
