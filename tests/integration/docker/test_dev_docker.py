@@ -40,6 +40,16 @@ def handler(payload, job):
 """
 
 
+LOGGED = """
+import logging
+
+
+def get():
+    logging.getLogger("app").warning("a log record from the container")
+    return {"logged": True}
+"""
+
+
 @contextlib.contextmanager
 def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> Iterator[DevProcess]:
     """``qr dev --docker`` on a scaffolded project (with a queue and a push route) under ``base``;
@@ -57,6 +67,7 @@ def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> It
     (root / "queues" / "notify.py").write_text(NOTIFY, encoding="utf-8")
     (root / "socket" / "_middleware.py").write_text(MIDDLEWARE, encoding="utf-8")
     (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
+    (root / "api" / "logged.py").write_text(LOGGED, encoding="utf-8")
     (root / ".env").write_text("GREETING=Hi\n", encoding="utf-8")
     log = base / "dev.log"
     env = {
@@ -121,6 +132,13 @@ def test_http_route_runs_in_a_container(dev: DevProcess) -> None:
     assert httpx.get(dev.url + "/nope", timeout=WAIT).status_code == 404
     # the console batches its lines: wait for them rather than read at once
     _until(lambda: "warm container(s)" in dev.output() and "(docker)" in dev.output(), "log lines")
+
+
+def test_a_log_record_reaches_the_console_at_once(dev: DevProcess) -> None:
+    """Not only when some later output ends a line (Docker's log driver splits on newlines)."""
+    assert httpx.get(dev.url + "/logged", timeout=WAIT).json() == {"logged": True}
+    expected = "WARNING app: a log record from the container"
+    _until(lambda: expected in dev.output(), "the handler's log record", WAIT)
 
 
 def test_websocket_message_is_answered(dev: DevProcess) -> None:

@@ -270,8 +270,9 @@ def _log_line(line: LogLine) -> None:
 
     qr's JSON log records are shown as ``LEVEL logger: message`` under their own request id;
     the function's HTTP access lines are left out (the dev server prints its own for each request).
-    The runtime interface client writes each record without a newline when no Lambda telemetry
-    pipe is there, so several records can arrive as one line: they are split apart here.
+    The runtime interface client writes each record as is when no Lambda telemetry pipe is
+    there; qr's records end with a newline (``jsonlog``), but a formatter of the user's own may
+    not, so several records can arrive as one line: they are split apart here.
     """
     for part in _RECORD_START.split(line.text):
         record = _json_record(part)

@@ -6,6 +6,11 @@ Every line has ``time``, ``level``, ``logger`` and ``message``, plus what is run
 is attached. ``configure()`` puts the formatter on the root logger's handlers (Lambda's own handler
 included) and sets the level from ``LOG_LEVEL`` (default ``INFO``; boto's own INFO lines are kept
 out unless it is ``DEBUG``).
+
+On Lambda the runtime interface client sends each record as one frame of its telemetry pipe.
+Without that pipe (the runtime interface emulator, ``qr dev --docker``) it writes the record to
+stdout as is: there each record ends with a newline, or line-based collectors (Docker's log
+driver) hold it back until some later output happens to end a line.
 """
 
 from __future__ import annotations
@@ -43,14 +48,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class _LineFormatter(JsonFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record) + "\n"
+
+
+def _writes_records_as_is(handler: logging.Handler) -> bool:
+    """The runtime interface client's handler writing to plain stdout (no telemetry pipe)."""
+    return type(getattr(handler, "log_sink", None)).__name__ == "StandardLogSink"
+
+
 def configure(level: str | None = None) -> None:
     """JSON lines on every root handler (adding one on stderr if there is none)."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
-    formatter = JsonFormatter()
     for handler in root.handlers:
-        handler.setFormatter(formatter)
+        handler.setFormatter(
+            _LineFormatter() if _writes_records_as_is(handler) else JsonFormatter()
+        )
     name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
     root.setLevel(logging.getLevelName(name) if name in logging.getLevelNamesMapping() else "INFO")
     if root.level > logging.DEBUG:  # boto's INFO lines ("Found credentials ...") are noise here
