@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
@@ -44,3 +45,17 @@ def _isolate_imports() -> Iterator[None]:
             or (getattr(module, "__file__", None) and "/proj/" in str(module.__file__))
         ):
             del sys.modules[name]
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The Lambda runtime configures the root logger (JSON lines) as on Lambda: undo it afterwards."""
+    root = logging.getLogger()
+    level, formatters = root.level, [(h, h.formatter) for h in root.handlers]
+    noisy = {name: logging.getLogger(name).level for name in ("botocore", "boto3", "urllib3")}
+    yield
+    root.setLevel(level)
+    for handler, formatter in formatters:
+        handler.setFormatter(formatter)
+    for name, value in noisy.items():
+        logging.getLogger(name).setLevel(value)

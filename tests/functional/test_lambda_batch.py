@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +46,7 @@ def _record(message_id: str, body: object, receive_count: int = 1) -> dict[str, 
     return record
 
 
-@pytest.fixture
-def _restore_logging() -> Iterator[None]:
-    """The runtime configures the root logger (JSON lines) as on Lambda: undo it afterwards."""
-    root = logging.getLogger()
-    level, formatters = root.level, [(h, h.formatter) for h in root.handlers]
-    noisy = {name: logging.getLogger(name).level for name in ("botocore", "boto3", "urllib3")}
-    yield
-    root.setLevel(level)
-    for handler, formatter in formatters:
-        handler.setFormatter(formatter)
-    for name, value in noisy.items():
-        logging.getLogger(name).setLevel(value)
-
-
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_remaining_time_caps_the_deadline_and_failures_back_off(make_project: MakeProject) -> None:
     root = make_project(
         {

@@ -1,16 +1,23 @@
-"""The Lambda entry point's event runner: one loop and task group for the container's life."""
+"""The Lambda entry point's event runner (one loop and task group for the container's life) and
+its access line switch (``QR_ACCESS_LOG=off``, set by ``qr dev --docker``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
+import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio.to_thread
 import pytest
 
-from qr.runtime.aws.entry import EventRunner
+from qr.runtime.aws.entry import ACCESS_LOG_VARIABLE, EventRunner, LambdaRuntime
+from tests.conftest import MakeProject
+
+EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 
 _seen: contextvars.ContextVar[str] = contextvars.ContextVar("_seen", default="unset")
 
@@ -69,3 +76,23 @@ def test_each_event_starts_from_a_fresh_context(runner: EventRunner) -> None:
 
     assert runner.run(set_and_read()) == "unset"
     assert runner.run(set_and_read()) == "unset"
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("setting", "lines"), [(None, 1), ("off", 0)])
+def test_the_access_line_unless_switched_off(
+    make_project: MakeProject, caplog: pytest.LogCaptureFixture, setting: str | None, lines: int
+) -> None:
+    root = make_project(
+        {"qr.yaml": "name: demo\n", "api/items/[id].py": "def get(id):\n    return {'id': id}\n"}
+    )
+    environ = {} if setting is None else {ACCESS_LOG_VARIABLE: setting}
+    runtime = LambdaRuntime(root, environ)
+    try:
+        with caplog.at_level(logging.INFO, logger="qr.http"):
+            answer = runtime.dispatch(json.loads((EVENTS / "http_get.json").read_text()))
+    finally:
+        runtime.close()
+    assert answer["statusCode"] == 200, answer
+    assert json.loads(answer["body"]) == {"id": "42"}
+    assert len([r for r in caplog.records if r.name == "qr.http"]) == lines

@@ -44,6 +44,7 @@ from qr.cli.docker.image import (
     host_architecture,
 )
 from qr.cli.docker.pool import PROJECT_LABEL, ContainerPool, LogLine, PoolConfig
+from qr.runtime.aws.entry import ACCESS_LOG_VARIABLE
 from qr.runtime.manifest import Manifest
 from qr.runtime.ports import Platform
 
@@ -236,6 +237,7 @@ class DockerFunction:
             "QR_WS_ENDPOINT": f"{endpoint}/ws",
             "QR_BASE_URL": base_url,
             "QR_SSM_PATH": self.ssm_path,
+            ACCESS_LOG_VARIABLE: "off",  # the dev server prints its own access line
             "AWS_ENDPOINT_URL_SQS": f"{endpoint}/sqs",
             "AWS_ENDPOINT_URL_DYNAMODB": f"{endpoint}/dynamodb",
             "AWS_ENDPOINT_URL_SSM": f"{endpoint}/ssm",

@@ -56,6 +56,10 @@ log = logging.getLogger("qr.lambda")
 
 _BUNDLE_ROOT = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
+ACCESS_LOG_VARIABLE = "QR_ACCESS_LOG"
+"""``off``: no access line per HTTP request. ``qr dev --docker`` sets it: its dev server prints
+its own line for each request, and a line per request through Docker's log pipeline costs the
+dev loop more than the rest of the request."""
 DEADLINE_MARGIN = 1.0
 """Seconds kept back from the function's remaining time to report a job's outcome."""
 
@@ -107,7 +111,8 @@ class LambdaRuntime:
         if self._app is None:
             from qr.runtime.http import create_app
 
-            self._app = create_app(self.manifest)
+            quiet = self.environ.get(ACCESS_LOG_VARIABLE) == "off"
+            self._app = create_app(self.manifest, on_access=_no_access_line if quiet else None)
         return self._app
 
     @property
@@ -266,6 +271,10 @@ def handler(event: object, context: object = None) -> Any:
         root = Path(os.environ.get("LAMBDA_TASK_ROOT") or _BUNDLE_ROOT)
         _runtime = LambdaRuntime(root)
     return _runtime.dispatch(event, context)
+
+
+def _no_access_line(method: str, path: str, status: int, duration_ms: float, rid: str) -> None:
+    """The access line's place when ``QR_ACCESS_LOG=off``."""
 
 
 def _remaining(context: object) -> Any:
