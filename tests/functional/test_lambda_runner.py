@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio.to_thread
 import pytest
 
+from qr.runtime import ports
 from qr.runtime.aws.entry import ACCESS_LOG_VARIABLE, EventRunner, LambdaRuntime
 from tests.conftest import MakeProject
 
@@ -93,6 +94,7 @@ def test_the_access_line_unless_switched_off(
             answer = runtime.dispatch(json.loads((EVENTS / "http_get.json").read_text()))
     finally:
         runtime.close()
+        ports.set_platform(None)  # the runtime installed its Lambda platform
     assert answer["statusCode"] == 200, answer
     assert json.loads(answer["body"]) == {"id": "42"}
     assert len([r for r in caplog.records if r.name == "qr.http"]) == lines
