@@ -2,7 +2,9 @@
 
 ``.env`` values fill in only what the shell does not set; ``--env`` wins over both. The keys that
 came from ``.env`` are remembered, so when the file changes (hot reload) those keys are updated or
-removed and nothing the shell or ``--env`` set is touched.
+removed and nothing the shell or ``--env`` set is touched. ``project_values`` is what the project
+itself defines (the keys of ``.env`` and ``--env``, each with the value that won), the environment
+handed to code that does not share this process (``qr dev --docker`` containers).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class DevEnvironment:
         self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
         self.shell = set(self.environ) - set(overrides)
         self.from_file: dict[str, str] = {}
+        self.file_keys: set[str] = set()
+        """Every key in ``.env``, also those the shell or ``--env`` override."""
 
     @property
     def path(self) -> Path:
@@ -54,6 +58,7 @@ class DevEnvironment:
     def apply(self) -> list[str]:
         """(Re)apply ``.env`` and ``--env``; returns the keys that changed."""
         values = self._read()
+        self.file_keys = set(values)
         changed: list[str] = []
         for key in list(self.from_file):
             if key not in values and key not in self.overrides:
@@ -72,6 +77,12 @@ class DevEnvironment:
                 changed.append(key)
             self.environ[key] = value
         return changed
+
+    def project_values(self) -> dict[str, str]:
+        """The keys of ``.env`` and ``--env`` with the values in effect (``--env`` > shell >
+        ``.env``); the rest of the shell's environment is left out."""
+        keys = sorted(self.file_keys | set(self.overrides))
+        return {key: self.environ[key] for key in keys if key in self.environ}
 
     def _read(self) -> dict[str, str]:
         if not self.path.is_file():

@@ -100,9 +100,7 @@ class DevServer:
         socket_dispatch = self.dispatch
         run_schedule = _run_schedule
         if options.docker:
-            settings = DockerSettings.from_environ(
-                environment=lambda: {**self.env.from_file, **options.env}
-            )
+            settings = DockerSettings.from_environ(environment=self.env.project_values)
             self.function = DockerFunction(manifest, self.platform, settings)
             self.function.start()
             self.live.app = DockerHttpApp(self.function)
