@@ -72,10 +72,7 @@ class DevLog:
             text = f"\x1b[2m{stamp}\x1b[0m \x1b[{colour}m{kind:<5}\x1b[0m {body}\n"
         else:
             text = f"{stamp} {kind:<5} {message}\n"
-        with self._lock:
-            self._pending.append(text)
-        if self._flusher is None:
-            self._start_flusher()
+        self.write(text)
 
     def flush(self) -> None:
         """Write the pending lines now."""
@@ -116,7 +113,8 @@ class DevLog:
                     return
 
     def write(self, text: str) -> None:
-        """Raw text into the batch (``print()`` from handlers, see ``capture_prints``)."""
+        """Text into the batch: the console lines, and ``print()`` from handlers (see
+        ``capture_prints``)."""
         if text:
             with self._lock:
                 self._pending.append(text)
