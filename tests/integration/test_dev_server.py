@@ -111,27 +111,27 @@ def _until(check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
-    base = tmp_path_factory.mktemp("dev")
+def scaffold(base: Path) -> Path:
+    """``qr init`` a project at ``base/app``; returns its root."""
     subprocess.run(
         [sys.executable, "-m", "qr.cli", "init", str(base / "app"), "--yes"],
         check=True,
         capture_output=True,
         timeout=60,
     )
-    root = base / "app"
-    (root / "queues" / "notify.py").write_text(NOTIFY, encoding="utf-8")
-    (root / "socket" / "_middleware.py").write_text(MIDDLEWARE, encoding="utf-8")
-    (root / "schedules" / "tick.py").write_text(TICK, encoding="utf-8")
-    (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
-    (root / "queues" / "slow.py").write_text(SLOW, encoding="utf-8")
-    (root / ".env").write_text("GREETING=Hi\nFROM_DOTENV=file\n", encoding="utf-8")
-    log = base / "dev.log"
-    env = {**os.environ, "QR_DEV_CLOCK_SCALE": "60", "NO_COLOR": "1", "FROM_SHELL": "shell"}
+    return base / "app"
+
+
+@contextlib.contextmanager
+def running_dev(
+    root: Path, log: Path, args: list[str], env: dict[str, str], timeout: float = WAIT
+) -> Iterator[DevProcess]:
+    """``qr dev ARGS`` in ``root`` (its console in ``log``) until the block ends; ready once it
+    has written ``server.json``."""
+    command = " ".join(["qr dev", *args])
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "qr.cli", "dev", "--port", "0", "--env", "GREETING=Howdy"],
+            [sys.executable, "-m", "qr.cli", "dev", *args],
             cwd=root,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -141,16 +141,31 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
 
     def started() -> str | None:
         if process.poll() is not None:
-            raise AssertionError(f"qr dev exited:\n{log.read_text()}")
+            raise AssertionError(f"{command} exited:\n{log.read_text()}")
         return json.loads(state.read_text())["url"] if state.exists() else None
 
-    server = DevProcess(root, process, log, _until(started, "qr dev to listen"))
     try:
-        yield server
+        yield DevProcess(root, process, log, _until(started, f"{command} to listen", timeout))
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
+    base = tmp_path_factory.mktemp("dev")
+    root = scaffold(base)
+    (root / "queues" / "notify.py").write_text(NOTIFY, encoding="utf-8")
+    (root / "socket" / "_middleware.py").write_text(MIDDLEWARE, encoding="utf-8")
+    (root / "schedules" / "tick.py").write_text(TICK, encoding="utf-8")
+    (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
+    (root / "queues" / "slow.py").write_text(SLOW, encoding="utf-8")
+    (root / ".env").write_text("GREETING=Hi\nFROM_DOTENV=file\n", encoding="utf-8")
+    env = {**os.environ, "QR_DEV_CLOCK_SCALE": "60", "NO_COLOR": "1", "FROM_SHELL": "shell"}
+    args = ["--port", "0", "--env", "GREETING=Howdy"]
+    with running_dev(root, base / "dev.log", args, env) as server:
+        yield server
 
 
 @contextlib.contextmanager

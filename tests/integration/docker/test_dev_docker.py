@@ -12,8 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,14 @@ from websockets.sync.client import ClientConnection, connect
 
 from qr.cli.docker.pool import PROJECT_LABEL
 from tests.integration.docker.conftest import BASE_IMAGE, CACHE
-from tests.integration.test_dev_server import MIDDLEWARE, PUSH, DevProcess, _until
+from tests.integration.test_dev_server import (
+    MIDDLEWARE,
+    PUSH,
+    DevProcess,
+    _until,
+    running_dev,
+    scaffold,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,13 +59,7 @@ def get():
 def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> Iterator[DevProcess]:
     """``qr dev --docker`` on a scaffolded project (with a queue and a push route) under ``base``;
     ``environment`` adds to the process's variables (the engine, the network)."""
-    subprocess.run(
-        [sys.executable, "-m", "qr.cli", "init", str(base / "app"), "--yes"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    root = base / "app"
+    root = scaffold(base)
     config = root / "qr.yaml"
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace("runtime: python3.12", "runtime: python3.11"), encoding="utf-8")
@@ -69,7 +68,6 @@ def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> It
     (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
     (root / "api" / "logged.py").write_text(LOGGED, encoding="utf-8")
     (root / ".env").write_text("GREETING=Hi\n", encoding="utf-8")
-    log = base / "dev.log"
     env = {
         **os.environ,
         "NO_COLOR": "1",
@@ -77,27 +75,11 @@ def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> It
         "XDG_CACHE_HOME": str(CACHE.parent / "xdg-cache"),
         **environment,
     }
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "qr.cli", "dev", "--docker", "--port", "0"],
-            cwd=root,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    state = root / ".qr" / "dev" / "server.json"
-
-    def started() -> str | None:
-        if process.poll() is not None:
-            raise AssertionError(f"qr dev --docker exited:\n{log.read_text()}")
-        return json.loads(state.read_text())["url"] if state.exists() else None
-
+    args = ["--docker", "--port", "0"]
     try:
-        yield DevProcess(root, process, log, _until(started, "qr dev --docker to listen", 300))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        with running_dev(root, base / "dev.log", args, env, timeout=300) as server:
+            yield server
+    finally:  # after the server is gone: its containers
         for container in _containers(client, root):
             container.remove(force=True)
 
