@@ -248,6 +248,13 @@ def test_bad_route_config(make_project: MakeProject, config: str, message: str) 
         ("{'concurrency': 1}", "from 2 to 1000"),
         ("{'max_attempts': True}", "config['max_attempts'] must be a whole number"),
         ("{'backoff': 'linear'}", "config['backoff'] must be 'exponential', 'fixed'"),
+        ("{'keep_results': -1}", "config['keep_results'] must be a whole number from 0 to"),
+        ("{'keep_results': 1.5}", "(seconds; 0 keeps no job state), got 1.5"),
+        ("{'status_route': 'yes'}", "config['status_route'] must be True or False, got 'yes'"),
+        (
+            "{'status_route': True, 'keep_results': 0}",
+            "config['status_route'] is on but config['keep_results'] is 0",
+        ),
     ],
 )
 def test_bad_queue_config(make_project: MakeProject, config: str, message: str) -> None:
@@ -255,6 +262,21 @@ def test_bad_queue_config(make_project: MakeProject, config: str, message: str) 
     problem = one_problem(root)
     assert problem.startswith("queues/jobs.py:1:")
     assert message in problem
+
+
+def test_queue_job_state_config(make_project: MakeProject) -> None:
+    root = make_project(
+        {
+            "queues/a.py": "config = {'keep_results': 0}\ndef handler(payload): ...\n",
+            "queues/b.py": "config = {'status_route': True, 'keep_results': 600}\n"
+            "def handler(payload): ...\n",
+            "queues/c.py": "def handler(payload): ...\n",
+        }
+    )
+    configs = {q.name: q.config for q in scan(root).queues}
+    assert (configs["a"].keep_results, configs["a"].status_route) == (0, False)
+    assert (configs["b"].keep_results, configs["b"].status_route) == (600, True)
+    assert (configs["c"].keep_results, configs["c"].status_route) == (86_400, False)
 
 
 def test_route_config_values(make_project: MakeProject) -> None:

@@ -8,7 +8,10 @@ The victim (``_crash_worker.py``) runs the real worker over a standard queue and
   none is left and none is both;
 * a job ran again only after a kill (a redelivery with a higher attempt, never two at once), and
   a successful job was never run again after it was done;
-* within each FIFO group, jobs first ran in push order.
+* within each FIFO group, jobs first ran in push order;
+* job state: once a killed worker's leases run out, no job reads ``running`` (the ones it held
+  read ``queued`` with their attempt counted); at the end every job reads ``succeeded`` with its
+  result and the attempt that succeeded, or ``dead`` with ``max_attempts`` attempts and its error.
 """
 
 from __future__ import annotations
@@ -102,12 +105,26 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
         pushed[job_id] = (i, target.group_id, fail)
 
     kills = 0
+    held_at_kills: dict[str, int] = {}
     for threshold in (JOBS // 4, JOBS // 2):
         process = _start(root, db, ledger)
         _wait(lambda t=threshold: len(_runs(ledger)) >= t, f"{threshold} runs")
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
+        held = {s.job_id: s.attempts for s in engine.job_states(status="running", limit=JOBS)}
+        held_at_kills.update(held)
+        with sqlite3.connect(db) as raw:
+            lease_end = raw.execute(
+                "SELECT MAX(visible_ms) FROM jobs WHERE receipt IS NOT NULL"
+            ).fetchone()[0]
+        if lease_end is not None:
+            _wait(lambda end=lease_end: engine.now_ms() > end, "the killed worker's leases")
+        states = {s.job_id: s for s in engine.job_states(limit=JOBS)}
+        assert [s.job_id for s in states.values() if s.status == "running"] == []
+        for job_id, count in held.items():
+            assert (states[job_id].status, states[job_id].attempts) == ("queued", count)
+    assert held_at_kills  # the kills found jobs running
     process = _start(root, db, ledger)
     try:
         _wait(
@@ -121,8 +138,10 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         left = raw.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        results = dict(raw.execute("SELECT job_id, result FROM results").fetchall())
     assert left == 0
+    final = {s.job_id: s for s in engine.job_states(limit=JOBS + 1)}
+    assert len(final) == JOBS
+    results = {job_id: s.result for job_id, s in final.items() if s.status == "succeeded"}
     dead = {d.job_id: d for q in ("plain", "ordered.fifo") for d in engine.dead_jobs(q)}
 
     # Done or dead-lettered, never both, never neither; failures exhaust exactly max_attempts.
@@ -131,9 +150,12 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
             assert job_id in dead and job_id not in results, index
             assert dead[job_id].received_count == MAX_ATTEMPTS, index
             assert f"job {index} always fails" in (dead[job_id].last_error or "")
+            state = final[job_id]
+            assert (state.status, state.attempts) == ("dead", MAX_ATTEMPTS), index
+            assert state.error is not None and state.error["type"] == "RuntimeError"
         else:
             assert job_id not in dead, index
-            assert results[job_id] == str(index), index
+            assert results[job_id] == index, index
     assert len(results) + len(dead) == JOBS
 
     runs = _runs(ledger)
@@ -144,6 +166,10 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
     pids = [pid for *_, pid, _ok in runs]
     processes = list(dict.fromkeys(pids))
     assert len(processes) == kills + 1
+    for job_id, attempts in by_job.items():  # the state's attempt is the one that finished it
+        if not pushed[job_id][2]:
+            succeeded = [a for a, _pid, ok in attempts if ok]
+            assert final[job_id].attempts == succeeded[-1], pushed[job_id][0]
     redelivered = 0
     interrupted = 0  # jobs whose first receive died with a killed process
     for job_id, attempts in by_job.items():

@@ -23,14 +23,19 @@ _EXPORTS: dict[str, str] = {
     "scan": "qr.runtime.manifest",
     "queues": "qr.runtime.queues",
     "socket": "qr.runtime.sockets",
+    "jobs": "qr.runtime.jobs",
+    "JobState": "qr.runtime.ports",
 }
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from qr.runtime import jobs as jobs
     from qr.runtime.errors import HTTPError as HTTPError
     from qr.runtime.errors import ProjectError as ProjectError
     from qr.runtime.http.responses import Response as Response
     from qr.runtime.manifest import Manifest as Manifest
     from qr.runtime.manifest import scan as scan
+    from qr.runtime.ports import JobState as JobState
     from qr.runtime.queues import queues as queues
     from qr.runtime.sockets import socket as socket
     from qr.runtime.urls import url as url
@@ -40,6 +45,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'qr.runtime' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value

@@ -50,6 +50,7 @@ SOCKET_HOOKS: Mapping[str, frozenset[str]] = {
 
 HTTP_TIMEOUT_MAX = 29
 JOB_TIMEOUT_MAX = 900
+KEEP_RESULTS_MAX = 365 * 86_400
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class QueueConfig:
     backoff: Backoff = field(default_factory=Backoff)
     concurrency: int = 10
     batch_size: int = 10
+    keep_results: int = 86_400
+    """Seconds a finished job's state (status, result, error) is kept; 0 keeps no state."""
+    status_route: bool = False
+    """``queue.http`` answers with ``Location: /_jobs/{id}``, and that route serves the state."""
 
 
 @dataclass(frozen=True)
@@ -298,6 +303,27 @@ class _HandlerChecks:
             integer("concurrency", 2, 1000, " (SQS event source maximum concurrency)")
         if "batch_size" in raw:
             integer("batch_size", 1, 10)
+        if "keep_results" in raw:
+            integer("keep_results", 0, KEEP_RESULTS_MAX, " (seconds; 0 keeps no job state)")
+        if "status_route" in raw:
+            if isinstance(raw["status_route"], bool):
+                values["status_route"] = raw["status_route"]
+            else:
+                ok = False
+                self.fail(
+                    relative,
+                    line,
+                    f"config['status_route'] must be True or False, got {raw['status_route']!r}",
+                )
+        if values.get("status_route") and values.get("keep_results") == 0:
+            ok = False
+            self.fail(
+                relative,
+                line,
+                "config['status_route'] is on but config['keep_results'] is 0: the route would "
+                "have no state to show",
+                "keep results (e.g. 'keep_results': 3600) or turn the status route off",
+            )
         if "backoff" in raw:
             backoff = _backoff(raw["backoff"])
             if backoff is None:
@@ -348,6 +374,8 @@ _QUEUE_CONFIG_KEYS = {
     "backoff": "'exponential' or 'fixed' or a dict",
     "concurrency": "jobs at once, default 10",
     "batch_size": "jobs per batch, 1-10",
+    "keep_results": "seconds to keep a finished job's state, default 86400, 0 = none",
+    "status_route": "serve GET /_jobs/{id} for this queue's jobs, default False",
 }
 
 

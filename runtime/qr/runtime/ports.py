@@ -8,6 +8,12 @@ adapters once with ``set_platform``:
   WebSocket connections (``qr.runtime.local``);
 * the Lambda platform: SQS, the API Gateway management API, DynamoDB (``qr.runtime.aws``).
 
+``JobStore`` keeps what can be followed about a job (``JobState``): its status, attempts, result,
+last error and progress. Locally it lives in the queue engine's SQLite database and is written in
+the same transactions as push/claim/ack; on AWS it is a DynamoDB table written with conditional
+updates by the consumer (start and finish). The dashboard and ``qr jobs`` read it through this
+port only.
+
 Ports are synchronous on purpose: user code calls ``push()`` / ``send()`` from sync and async
 handlers alike, and every adapter is quick (a local SQLite write, one AWS API call).
 """
@@ -17,7 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,133 @@ class OutgoingJob:
     delay: float = 0
     user_id: str | None = None
     params: dict[str, str] = field(default_factory=dict)
+
+
+JobStatus = Literal["queued", "delayed", "running", "succeeded", "failed", "dead", "cancelled"]
+STATUSES: tuple[JobStatus, ...] = (
+    "queued",
+    "delayed",
+    "running",
+    "succeeded",
+    "failed",
+    "dead",
+    "cancelled",
+)
+FINAL_STATUSES = frozenset({"succeeded", "dead", "cancelled"})
+"""A job in one of these never runs again (``failed`` means it will be retried)."""
+DEFAULT_KEEP_RESULTS = 86_400
+"""Seconds a finished job's state is kept (``config["keep_results"]``)."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What can be known about one job (``jobs.get(job_id)``). Times are epoch seconds."""
+
+    job_id: str
+    queue: str
+    status: JobStatus
+    attempts: int = 0
+    """Receives so far (the current one included while running)."""
+    result: Any = None
+    """What the handler returned (JSON), once ``succeeded``."""
+    error: dict[str, str] | None = None
+    """The last error: ``type``, ``message`` (and ``traceback`` where the platform keeps it)."""
+    progress: float | None = None
+    """0..1, from ``job.progress()``."""
+    progress_message: str | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    user: str | None = None
+    """The pushing user's id."""
+    cancel_requested: bool = False
+    """``jobs.cancel()`` was called while the job ran; it sees ``job.cancelled``."""
+
+    @property
+    def done(self) -> bool:
+        """It will never run again."""
+        return self.status in FINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the status route, ``qr jobs --json``): times as ISO 8601 UTC strings."""
+        return {
+            "job_id": self.job_id,
+            "queue": self.queue,
+            "status": self.status,
+            "attempts": self.attempts,
+            "result": self.result,
+            "error": self.error,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "queued_at": _iso(self.queued_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "user": self.user,
+            "cancel_requested": self.cancel_requested,
+        }
+
+
+def _iso(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class JobStart:
+    """A consumer is about to run a job (what the state's ``running`` record needs)."""
+
+    job_id: str
+    queue: str
+    attempt: int
+    queued_at: float
+    user: str | None = None
+    keep: float = DEFAULT_KEEP_RESULTS
+
+
+class JobStore(Protocol):
+    """Job state: read by ``jobs.get/cancel/wait``, ``qr jobs`` and the dashboard, written by the
+    platform's consumer (``start``/``finish``) and by ``job.progress()``."""
+
+    def get(self, job_id: str) -> JobState | None:
+        """The job's state; ``None`` for an unknown id, or once its retention has passed."""
+        ...
+
+    def list(
+        self, *, queue: str | None = None, status: str | None = None, limit: int = 50
+    ) -> Sequence[JobState]:
+        """The most recently queued jobs first."""
+        ...
+
+    def cancel(self, job_id: str) -> JobState | None:
+        """A job that has not run yet never will; a running one is asked to stop. Returns the
+        state after the call (``None``: unknown id); a finished job is left as it was."""
+        ...
+
+    def progress(self, job_id: str, value: float, message: str | None) -> bool:
+        """Record a running job's progress; returns whether it was asked to cancel."""
+        ...
+
+    def cancel_requested(self, job_id: str) -> bool: ...
+
+    def start(self, job: JobStart) -> bool:
+        """Record ``running`` for this attempt; ``False``: do not run it (cancelled, or already
+        finished: a late duplicate delivery)."""
+        ...
+
+    def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        keep: float = DEFAULT_KEEP_RESULTS,
+        result: Any = None,
+        error: dict[str, str] | None = None,
+        progress: tuple[float, str | None] | None = None,
+    ) -> bool:
+        """Record the attempt's outcome (``succeeded``, ``failed``, ``dead`` or ``cancelled``);
+        ``False`` when the job had already finished (nothing is changed then)."""
+        ...
 
 
 class QueuePort(Protocol):
@@ -85,6 +219,8 @@ class Platform:
     clock: Callable[[], float] = time.time
     queue_names: frozenset[str] | None = None
     """The project's queues (from the manifest): pushing elsewhere is an error. ``None``: unchecked."""
+    jobs: JobStore | None = None
+    """Job state (``None``: this platform keeps none, ``jobs.get()`` says so)."""
 
 
 _platform: Platform | None = None

@@ -26,6 +26,7 @@ WebSocket connections). ``url()`` builds URLs on ``base_url``.
 handler now and returns its result. ``client.run_queue(name)`` runs the jobs queued on ``name``
 (by requests, by other jobs) through the real SQLite engine and worker, and ``client.drain()``
 every queue's, returning each run's ``JobOutcome``; ``client.engine`` is that engine.
+``client.job(job_id)`` (or ``jobs.get(job_id)`` in the project's code) reads a job's state.
 
 This module runs only on developer machines (it imports httpx); it is never part of a bundle.
 """
@@ -52,6 +53,7 @@ from qr.runtime.http.app import DEFAULT_BODY_LIMIT
 from qr.runtime.jobs import run_schedule_job
 from qr.runtime.local.connections import LocalRegistry, LocalSockets
 from qr.runtime.local.engine import Engine
+from qr.runtime.local.job_state import SqliteJobStore
 from qr.runtime.local.websocket import LocalSocketApp
 from qr.runtime.local.worker import JobOutcome, LocalQueuePort, Worker
 from qr.runtime.manifest import Manifest, scan
@@ -110,7 +112,10 @@ class Client(TestClient):
     def make_platform(self, base_url: str) -> ports.Platform | None:
         """The local platform: a throw-away SQLite queue engine, in-process WebSocket connections."""
         self._scratch = tempfile.TemporaryDirectory(prefix="qr-test-")
-        self.engine = Engine(Path(self._scratch.name) / "queues.db")
+        self.engine = Engine(
+            Path(self._scratch.name) / "queues.db",
+            keep_results={q.name: q.config.keep_results for q in self.manifest.queues},
+        )
         self.sockets = LocalSockets()
         return ports.Platform(
             "local",
@@ -120,7 +125,15 @@ class Client(TestClient):
             base_url=base_url,
             dev=True,
             queue_names=frozenset(q.name for q in self.manifest.queues),
+            jobs=SqliteJobStore(self.engine),
         )
+
+    def job(self, job_id: str) -> ports.JobState | None:
+        """The state of a job pushed in this test (``None``: unknown id), as ``jobs.get``."""
+        platform = ports.get_platform("Client.job()")
+        if platform.jobs is None:
+            raise RuntimeError("Client.job() needs a platform that keeps job state")
+        return platform.jobs.get(job_id)
 
     def make_websocket_app(self) -> ASGIApp | None:
         """The local WebSocket endpoint over the installed platform's connections."""

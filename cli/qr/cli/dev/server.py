@@ -47,6 +47,7 @@ from qr.runtime.http import create_app
 from qr.runtime.jobs import run_schedule_job
 from qr.runtime.local.connections import LocalRegistry, LocalSockets
 from qr.runtime.local.engine import DB_PATH, Engine
+from qr.runtime.local.job_state import SqliteJobStore
 from qr.runtime.local.websocket import LocalSocketApp
 from qr.runtime.local.worker import LocalQueuePort, Worker
 from qr.runtime.manifest import Manifest, Schedule
@@ -94,6 +95,7 @@ class DevServer:
             self.registry,
             base_url=f"http://localhost:{options.port}",
             dev=True,
+            jobs=SqliteJobStore(self.engine),
         )
         self._set_queue_names(manifest)
         self.dispatch = SocketDispatch(manifest, observer=self.log.socket_event)

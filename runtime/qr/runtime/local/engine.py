@@ -26,7 +26,9 @@ Tables:
   5 minutes after the push, kept after the job is deleted, as SQS does.
 * ``dead`` — the dead-letter queues: a job that failed ``max_attempts`` receives moves here with
   its payload, receive count and last error. ``redrive`` pushes them back as new jobs.
-* ``results`` — what handlers returned (JSON), kept for a day.
+* ``job_state`` — what can be followed about each job (status, attempts, result, error,
+  progress), written in the same transactions as the queue tables (``qr.runtime.local.job_state``)
+  and kept ``keep_results`` seconds after the job finished (per queue, ``keep_results``).
 
 ``push`` notifies in-process subscribers after COMMIT (the worker wakes at once); other processes'
 writes show up in ``PRAGMA data_version``, which a worker polls cheaply while idle.
@@ -48,12 +50,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qr.runtime.jobs import backoff_delay
+from qr.runtime.local import job_state
 from qr.runtime.manifest import Backoff
-from qr.runtime.ports import OutgoingJob
+from qr.runtime.ports import DEFAULT_KEEP_RESULTS, JobStart, JobState, JobStatus, OutgoingJob
 from qr.runtime.queues import DEDUPE_WINDOW_SECONDS, MAX_VISIBILITY_SECONDS
 
 DB_PATH = Path(".qr/dev/queues.db")
-RESULT_RETENTION_MS = 24 * 3600 * 1000
 _SWEEP_EVERY_MS = 60_000
 
 _SCHEMA = """
@@ -112,13 +114,6 @@ CREATE TABLE IF NOT EXISTS dead(
   dead_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_queue ON dead(queue, seq);
-CREATE TABLE IF NOT EXISTS results(
-  job_id TEXT PRIMARY KEY,
-  queue TEXT NOT NULL,
-  result TEXT,
-  finished_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_age ON results(finished_ms);
 """
 
 _JOB_COLUMNS = (
@@ -205,7 +200,7 @@ class _Sweeps:
     results_ms: int = 0
 
 
-FailOutcome = Literal["retry", "dead", "stale"]
+FailOutcome = Literal["retry", "dead", "stale", "cancelled"]
 
 
 @dataclass
@@ -216,6 +211,9 @@ class Engine:
     clock: Callable[[], float] = time.time
     random: Callable[[], float] = random.random
     durable: bool = False
+    keep_results: dict[str, float] = field(default_factory=dict)
+    """Seconds to keep each queue's job state (``config["keep_results"]``; 0: none). Queues not
+    listed keep it for the default day."""
     _db: sqlite3.Connection = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _subscribers: list[Callable[[str], None]] = field(init=False, default_factory=list)
@@ -233,6 +231,7 @@ class Engine:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            db.execute(job_state.SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -242,6 +241,9 @@ class Engine:
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def keep_ms(self, queue: str) -> int:
+        return int(self.keep_results.get(queue, DEFAULT_KEEP_RESULTS) * 1000)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -309,6 +311,18 @@ class Engine:
                 ),
             )
             seq = int(cursor.lastrowid or 0)
+            keep = self.keep_ms(job.queue)
+            if keep:
+                job_state.queued(
+                    db,
+                    job_id=job_id,
+                    queue=job.queue,
+                    seq=seq,
+                    delayed=visible > now,
+                    user_id=job.user_id,
+                    now=now,
+                    keep_ms=keep,
+                )
             if fifo:
                 db.execute(
                     "INSERT OR REPLACE INTO dedupe VALUES(?,?,?,?,?)",
@@ -373,6 +387,8 @@ class Engine:
                     (receipt, now, now + lease_ms, *seqs),
                 ).fetchall()
                 batch = sorted((_claimed(r) for r in rows), key=lambda c: c.seq)
+                if self.keep_ms(queue):
+                    job_state.running(db, [(c.received_count, now, c.job_id) for c in batch])
                 if fifo:
                     db.executemany(
                         "UPDATE groups SET visible_ms=? WHERE queue=? AND group_id=?",
@@ -381,12 +397,23 @@ class Engine:
                 claimed.extend(batch)
         return claimed
 
-    def ack(self, job: Claimed, result: Any = None) -> bool:
+    def ack(
+        self, job: Claimed, result: Any = None, progress: tuple[float, str | None] | None = None
+    ) -> bool:
         """Delete a finished job (and keep its result); ``False`` if the lease was lost."""
-        return self.ack_many([(job, result)]) == [True]
+        return self.ack_many([(job, result)], {job.job_id: progress} if progress else None) == [
+            True
+        ]
 
-    def ack_many(self, finished: Sequence[tuple[Claimed, Any]]) -> list[bool]:
-        """Delete several finished jobs in one transaction; for each, whether it was still held."""
+    def ack_many(
+        self,
+        finished: Sequence[tuple[Claimed, Any]],
+        progress: dict[str, tuple[float, str | None]] | None = None,
+    ) -> list[bool]:
+        """Delete several finished jobs in one transaction; for each, whether it was still held.
+
+        ``progress``: the last ``job.progress()`` value of jobs whose last report was not
+        written yet (it lands with the outcome)."""
         if not finished:
             return []
         done: list[bool] = []
@@ -401,18 +428,36 @@ class Engine:
                     continue
                 if job.group_id is not None and job.fifo:
                     self._advance_group(db, job.queue, job.group_id)
-                if result is not None:
-                    db.execute(
-                        "INSERT OR REPLACE INTO results VALUES(?,?,?,?)",
-                        (job.job_id, job.queue, _result_json(result), now),
+                if self.keep_ms(job.queue):
+                    job_state.finished(
+                        db,
+                        job.job_id,
+                        "succeeded",
+                        now,
+                        result=None if result is None else _result_json(result),
+                        progress=(progress or {}).get(job.job_id),
                     )
             if now - self._sweeps.results_ms > _SWEEP_EVERY_MS:
                 self._sweeps.results_ms = now
-                db.execute("DELETE FROM results WHERE finished_ms<?", (now - RESULT_RETENTION_MS,))
+                job_state.sweep(db, now)
         return done
 
-    def fail(self, job: Claimed, error: str, *, max_attempts: int, backoff: Backoff) -> FailOutcome:
-        """Record a failure: back to the queue after the backoff, or to the DLQ when spent."""
+    def fail(
+        self,
+        job: Claimed,
+        error: str,
+        *,
+        max_attempts: int,
+        backoff: Backoff,
+        error_info: dict[str, str] | None = None,
+        progress: tuple[float, str | None] | None = None,
+    ) -> FailOutcome:
+        """Record a failure: back to the queue after the backoff, or to the DLQ when spent.
+
+        A job that was asked to cancel (``cancel``) while it ran is not retried: it ends
+        ``cancelled``. ``error_info`` is the error as the job state shows it (type, message,
+        traceback); ``error`` the text kept with the dead letter."""
+        info = error_info or {"type": "Error", "message": error}
         with self._transaction() as db:
             now = self.now_ms()
             row = db.execute(
@@ -421,14 +466,21 @@ class Engine:
             ).fetchone()
             if row is None:
                 return "stale"
+            keep = self.keep_ms(job.queue)
+            if keep and job_state.cancel_flag(db, job.job_id):
+                self._delete(db, job.seq, job.queue, job.group_id)
+                job_state.finished(db, job.job_id, "cancelled", now, error=info, progress=progress)
+                return "cancelled"
             if row[0] >= max_attempts:
-                self._bury(db, job.seq, error, now)
+                self._bury(db, job.seq, error, now, info=info, progress=progress)
                 return "dead"
             visible = now + int(backoff_delay(backoff, row[0], self.random) * 1000)
             db.execute(
                 "UPDATE jobs SET visible_ms=?, receipt=NULL, last_error=? WHERE seq=?",
                 (visible, error, job.seq),
             )
+            if keep:
+                job_state.finished(db, job.job_id, "failed", now, error=info, progress=progress)
             if job.fifo and job.group_id is not None:
                 self._set_group_visible(db, job.queue, job.group_id, job.seq, visible)
             return "retry"
@@ -444,6 +496,8 @@ class Engine:
             )
             if cursor.rowcount and job.fifo and job.group_id is not None:
                 self._set_group_visible(db, job.queue, job.group_id, job.seq, now)
+            if cursor.rowcount and self.keep_ms(job.queue):
+                job_state.released(db, job.job_id)
             return cursor.rowcount == 1
 
     def extend(self, job: Claimed, seconds: float) -> int:
@@ -518,11 +572,119 @@ class Engine:
 
     def result(self, job_id: str) -> Any:
         """What the job's handler returned (``None`` if nothing was kept)."""
+        state = self.job_state(job_id)
+        return None if state is None else state.result
+
+    # -- job state (the JobStore port: qr.runtime.local.job_state.SqliteJobStore) ----------------
+
+    def job_state(self, job_id: str) -> JobState | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT result FROM results WHERE job_id=?", (job_id,)
+            now = self.now_ms()
+            state = job_state.read(self._db, job_id, now)
+        return state
+
+    def job_states(
+        self, *, queue: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[JobState]:
+        with self._lock:
+            return job_state.listing(self._db, self.now_ms(), queue, status, limit)
+
+    def cancel(self, job_id: str) -> JobState | None:
+        """A job that is not running is removed from its queue and ends ``cancelled``; a running
+        one is asked to stop (``job.cancelled``); a finished one is left alone."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            row = db.execute(
+                "SELECT j.seq, j.queue, j.group_id, j.receipt, j.visible_ms FROM job_state s "
+                "JOIN jobs j ON j.seq=s.seq AND j.job_id=s.job_id WHERE s.job_id=?",
+                (job_id,),
             ).fetchone()
-        return None if row is None or row[0] is None else json.loads(row[0])
+            if row is None:  # no state kept (keep_results=0), or no longer in the queue
+                row = db.execute(
+                    "SELECT seq, queue, group_id, receipt, visible_ms FROM jobs WHERE job_id=?",
+                    (job_id,),
+                ).fetchone()
+            if row is not None:
+                seq, queue, group_id, receipt, visible_ms = row
+                if receipt is not None and visible_ms > now:
+                    db.execute("UPDATE job_state SET cancel=1 WHERE job_id=?", (job_id,))
+                else:
+                    self._delete(db, seq, queue, group_id)
+                    job_state.finished(db, job_id, "cancelled", now)
+            else:  # a job some other consumer runs (JobStore.start), or a finished one
+                db.execute(
+                    "UPDATE job_state SET cancel=1 WHERE job_id=? AND status='running'", (job_id,)
+                )
+                if db.execute(
+                    "SELECT 1 FROM job_state WHERE job_id=? AND status IN "
+                    "('queued','delayed','failed')",
+                    (job_id,),
+                ).fetchone():
+                    job_state.finished(db, job_id, "cancelled", now)
+            return job_state.read(db, job_id, now)
+
+    def progress(self, job_id: str, value: float, message: str | None) -> bool:
+        """Record a running job's progress; returns whether it was asked to cancel."""
+        with self._transaction() as db:
+            row = db.execute(
+                "UPDATE job_state SET progress=?, progress_message=? "
+                "WHERE job_id=? AND status='running' RETURNING cancel",
+                (value, message, job_id),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._lock:
+            return job_state.cancel_flag(self._db, job_id)
+
+    def record_start(self, job: JobStart) -> bool:
+        """``JobStore.start`` for a consumer other than this engine's worker."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            row = db.execute(
+                "SELECT status FROM job_state WHERE job_id=?", (job.job_id,)
+            ).fetchone()
+            if row is not None and row[0] in ("succeeded", "dead", "cancelled"):
+                return False
+            db.execute(
+                "INSERT INTO job_state(job_id, queue, status, attempts, user_id, queued_ms, "
+                "started_ms, keep_ms) VALUES(?,?,'running',?,?,?,?,?) ON CONFLICT(job_id) DO "
+                "UPDATE SET status='running', attempts=excluded.attempts, "
+                "started_ms=excluded.started_ms",
+                (
+                    job.job_id,
+                    job.queue,
+                    job.attempt,
+                    job.user,
+                    int(job.queued_at * 1000),
+                    now,
+                    int(job.keep * 1000),
+                ),
+            )
+            return True
+
+    def record_finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        keep: float = DEFAULT_KEEP_RESULTS,
+        result: Any = None,
+        error: dict[str, str] | None = None,
+        progress: tuple[float, str | None] | None = None,
+    ) -> bool:
+        """``JobStore.finish`` for a consumer other than this engine's worker."""
+        with self._transaction() as db:
+            return job_state.finished(
+                db,
+                job_id,
+                status,
+                self.now_ms(),
+                result=None if result is None else _result_json(result),
+                error=error,
+                progress=progress,
+                keep_ms=int(keep * 1000),
+            )
 
     def stats(self, queues: Sequence[str] = ()) -> list[QueueStats]:
         """Depth, in flight, delayed and dead counts for ``queues`` plus any queue with jobs."""
@@ -554,7 +716,15 @@ class Engine:
     # -- helpers (inside a transaction) ---------------------------------------------------------
 
     def _bury(
-        self, db: sqlite3.Connection, seq: int, error: str, now: int, *, keep_error: bool = False
+        self,
+        db: sqlite3.Connection,
+        seq: int,
+        error: str,
+        now: int,
+        *,
+        keep_error: bool = False,
+        info: dict[str, str] | None = None,
+        progress: tuple[float, str | None] | None = None,
     ) -> None:
         row = db.execute(
             "SELECT queue, job_id, body, content_type, user_id, params, group_id, queued_ms, "
@@ -582,6 +752,14 @@ class Engine:
                 now,
             ),
         )
+        db.execute("DELETE FROM jobs WHERE seq=?", (seq,))
+        if queue.endswith(".fifo") and group_id is not None:
+            self._advance_group(db, queue, group_id)
+        if self.keep_ms(queue):
+            info = info or {"type": "LeaseExpired", "message": last_error}
+            job_state.finished(db, job_id, "dead", now, error=info, progress=progress)
+
+    def _delete(self, db: sqlite3.Connection, seq: int, queue: str, group_id: str | None) -> None:
         db.execute("DELETE FROM jobs WHERE seq=?", (seq,))
         if queue.endswith(".fifo") and group_id is not None:
             self._advance_group(db, queue, group_id)

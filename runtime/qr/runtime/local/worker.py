@@ -10,8 +10,8 @@ fewer than it asked for, sleep until something can have changed:
 * another process writing to the database (``qr dev queue``): ``PRAGMA data_version`` is checked
   every ``poll_interval`` (20 ms) while idle; it is a read of a counter, no query runs.
 
-A job runs through ``qr.runtime.jobs.run_queue_job`` (injection, deadline). Success deletes it
-and keeps its result (the jobs that finish in one event-loop iteration are acked in one
+A job runs through ``qr.runtime.jobs.run_queue_job`` (injection, deadline, ``job.progress``
+through ``SqliteJobStore``). Success deletes it and keeps its result (the jobs that finish in one event-loop iteration are acked in one
 transaction: a commit is the dominant cost); an exception or timeout hands it back to the engine (``fail``: backoff, or
 the DLQ once ``max_attempts`` receives are spent). Each job logs one line on ``qr.queues`` with
 queue, job id, outcome, duration and attempt (also as ``extra`` fields for the dev console).
@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from qr.runtime.jobs import JobMessage, JobTimeout, run_queue_job
+from qr.runtime.jobs import JobMessage, JobTimeout, Progress, run_queue_job
 from qr.runtime.local.engine import Claimed, Engine
+from qr.runtime.local.job_state import SqliteJobStore
 from qr.runtime.manifest import Queue
 from qr.runtime.ports import OutgoingJob
 
@@ -45,7 +46,7 @@ before another consumer could claim it."""
 _MAX_ERROR = 4000
 _INTERNAL = ("/qr/runtime/", "/concurrent/futures/", "/asyncio/")
 
-Outcome = Literal["ok", "retry", "dead", "stale", "released"]
+Outcome = Literal["ok", "retry", "dead", "stale", "released", "cancelled"]
 
 
 class LocalQueuePort:
@@ -64,7 +65,8 @@ class JobOutcome:
     queue: str
     outcome: Outcome
     """``ok`` (deleted), ``retry`` (back after backoff), ``dead`` (moved to the DLQ), ``stale``
-    (the lease was lost before the job finished), ``released`` (given back at shutdown)."""
+    (the lease was lost before the job finished), ``released`` (given back at shutdown),
+    ``cancelled`` (failed after ``jobs.cancel()``: not retried)."""
     attempt: int
     duration: float
     result: Any = None
@@ -84,6 +86,8 @@ class Worker:
     ) -> None:
         self.engine = engine
         self.queues = {q.name: q for q in queues}
+        self.store = SqliteJobStore(engine)
+        engine.keep_results.update({q.name: q.config.keep_results for q in self.queues.values()})
         self.poll_interval = poll_interval
         self.log = logger
         self._stopping = False
@@ -92,6 +96,7 @@ class Worker:
         self._consumers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acks: list[tuple[Claimed, Any, asyncio.Future[bool]]] = []
+        self._progress: dict[str, tuple[float, str | None]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -218,24 +223,38 @@ class Worker:
         def extend(seconds: float) -> None:
             self.engine.extend(claimed, seconds + LEASE_GRACE)
 
+        store = self.store if config.keep_results else None
+        progress = Progress(store, claimed.job_id, claimed.queue)
         result: Any = None
         error: str | None = None
         try:
             result = await run_queue_job(
-                queue, message, extend=extend, deadline=started + config.timeout
+                queue,
+                message,
+                extend=extend,
+                deadline=started + config.timeout,
+                progress=progress,
+                keep_result=store is not None,
             )
         except asyncio.CancelledError:
+            progress.close()
             self.engine.release(claimed)
             self._log(claimed, "released", started, None)
             raise
         except Exception as exc:
             error = _describe(exc)
             outcome: Outcome = self.engine.fail(
-                claimed, error, max_attempts=config.max_attempts, backoff=config.backoff
+                claimed,
+                error,
+                max_attempts=config.max_attempts,
+                backoff=config.backoff,
+                error_info={"type": type(exc).__name__, "message": str(exc), "traceback": error},
+                progress=progress.close(),
             )
             self._log(claimed, outcome, started, exc)
         else:
-            outcome = "ok" if await self._ack(claimed, result) else "stale"
+            last = progress.close()
+            outcome = "ok" if await self._ack(claimed, result, last) else "stale"
             self._log(claimed, outcome, started, None)
         return JobOutcome(
             claimed.job_id,
@@ -247,19 +266,26 @@ class Worker:
             error,
         )
 
-    def _ack(self, claimed: Claimed, result: Any) -> asyncio.Future[bool]:
+    def _ack(
+        self, claimed: Claimed, result: Any, progress: tuple[float, str | None] | None
+    ) -> asyncio.Future[bool]:
         """Ack in one transaction with every other job that finishes in this loop iteration."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._acks.append((claimed, result, future))
+        if progress is not None:
+            self._progress[claimed.job_id] = progress
         if len(self._acks) == 1:
             loop.call_soon(self._flush_acks)
         return future
 
     def _flush_acks(self) -> None:
         batch, self._acks = self._acks, []
+        progress, self._progress = self._progress, {}
         try:
-            held = self.engine.ack_many([(claimed, result) for claimed, result, _ in batch])
+            held = self.engine.ack_many(
+                [(claimed, result) for claimed, result, _ in batch], progress or None
+            )
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():
@@ -297,7 +323,7 @@ class Worker:
         self, claimed: Claimed, outcome: Outcome, started: float, exc: BaseException | None
     ) -> None:
         duration = (time.monotonic() - started) * 1000
-        level = logging.INFO if outcome in ("ok", "released") else logging.WARNING
+        level = logging.INFO if outcome in ("ok", "released", "cancelled") else logging.WARNING
         if not self.log.isEnabledFor(level):
             return
         detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""

@@ -1,0 +1,237 @@
+"""Job state on the local platform: the ``job_state`` table of the queue engine's database.
+
+The engine writes it inside its own transactions (push -> ``queued``/``delayed``, claim ->
+``running``, ack -> ``succeeded``, fail -> ``failed``/``dead``, release -> ``queued``, a spent
+lease -> ``dead``), so the state and the queue never disagree, even after ``kill -9``. A job whose
+lease ran out (its worker died) reads as ``queued`` with that attempt counted, as visibility
+expiry does on SQS; a delayed job whose delay is over reads as ``queued``.
+
+``SqliteJobStore`` is the ``JobStore`` port over the same database (``jobs.get/cancel``, progress,
+``qr jobs``). Its ``start``/``finish`` are the writes a consumer other than the engine's own worker
+makes (the AWS adapter makes the same ones on DynamoDB; the shared contract tests drive both).
+
+Rows expire ``keep_results`` seconds after the job finished: reads skip them and the engine
+deletes them at most once a minute. A queue with ``keep_results = 0`` writes no state at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from qr.runtime.ports import DEFAULT_KEEP_RESULTS, STATUSES, JobStart, JobState, JobStatus
+
+if TYPE_CHECKING:
+    from qr.runtime.local.engine import Engine
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_state(
+  job_id TEXT PRIMARY KEY,
+  queue TEXT NOT NULL,
+  seq INTEGER,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  user_id TEXT,
+  result TEXT,
+  error TEXT,
+  progress REAL,
+  progress_message TEXT,
+  cancel INTEGER NOT NULL DEFAULT 0,
+  queued_ms INTEGER NOT NULL,
+  started_ms INTEGER,
+  finished_ms INTEGER,
+  keep_ms INTEGER NOT NULL,
+  expires_ms INTEGER
+) WITHOUT ROWID
+"""
+
+_FINAL = "('succeeded','dead','cancelled')"
+_COLUMNS = (
+    "s.job_id, s.queue, s.status, s.attempts, s.user_id, s.result, s.error, s.progress, "
+    "s.progress_message, s.cancel, s.queued_ms, s.started_ms, s.finished_ms, s.seq, "
+    "j.visible_ms"
+)
+_FROM = "FROM job_state s LEFT JOIN jobs j ON j.seq = s.seq AND j.job_id = s.job_id"
+
+
+def queued(
+    db: sqlite3.Connection,
+    *,
+    job_id: str,
+    queue: str,
+    seq: int,
+    delayed: bool,
+    user_id: str | None,
+    now: int,
+    keep_ms: int,
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO job_state(job_id, queue, seq, status, user_id, queued_ms, keep_ms) "
+        "VALUES(?,?,?,?,?,?,?)",
+        (job_id, queue, seq, "delayed" if delayed else "queued", user_id, now, keep_ms),
+    )
+
+
+def running(db: sqlite3.Connection, started: Iterable[tuple[int, int, str]]) -> None:
+    """``started``: ``(attempt, now_ms, job_id)`` per claimed job."""
+    db.executemany(
+        "UPDATE job_state SET status='running', attempts=?, started_ms=? WHERE job_id=?",
+        started,
+    )
+
+
+def finished(
+    db: sqlite3.Connection,
+    job_id: str,
+    status: JobStatus,
+    now: int,
+    *,
+    result: str | None = None,
+    error: dict[str, str] | None = None,
+    progress: tuple[float, str | None] | None = None,
+    keep_ms: int | None = None,
+) -> bool:
+    """Record an outcome; ``failed`` leaves the job to be retried. ``False``: already final."""
+    final = status != "failed"
+    value, message = progress if progress is not None else (None, None)
+    cursor = db.execute(
+        "UPDATE job_state SET status=?, result=COALESCE(?, result), error=COALESCE(?, error), "
+        "progress=COALESCE(?, progress), progress_message=CASE WHEN ? THEN ? "
+        "ELSE progress_message END, keep_ms=COALESCE(?, keep_ms), "
+        "finished_ms=CASE WHEN ? THEN ? ELSE finished_ms END, "
+        "expires_ms=CASE WHEN ? THEN ?+COALESCE(?, keep_ms) ELSE expires_ms END "
+        f"WHERE job_id=? AND status NOT IN {_FINAL}",
+        (
+            status,
+            result,
+            None if error is None else json.dumps(error),
+            value,
+            progress is not None,
+            message,
+            keep_ms,
+            final,
+            now,
+            final,
+            now,
+            keep_ms,
+            job_id,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def released(db: sqlite3.Connection, job_id: str) -> None:
+    """Given back unfinished (shutdown): queued again, that receive not counted."""
+    db.execute(
+        "UPDATE job_state SET status='queued', attempts=MAX(attempts-1, 0) "
+        f"WHERE job_id=? AND status NOT IN {_FINAL}",
+        (job_id,),
+    )
+
+
+def cancel_flag(db: sqlite3.Connection, job_id: str) -> bool:
+    row = db.execute("SELECT cancel FROM job_state WHERE job_id=?", (job_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def sweep(db: sqlite3.Connection, now: int) -> None:
+    db.execute("DELETE FROM job_state WHERE expires_ms<?", (now,))
+
+
+def read(db: sqlite3.Connection, job_id: str, now: int) -> JobState | None:
+    row = db.execute(
+        f"SELECT {_COLUMNS} {_FROM} WHERE s.job_id=? AND (s.expires_ms IS NULL OR s.expires_ms>=?)",
+        (job_id, now),
+    ).fetchone()
+    return None if row is None else _state(row, now)
+
+
+def listing(
+    db: sqlite3.Connection, now: int, queue: str | None, status: str | None, limit: int
+) -> list[JobState]:
+    where, values = ["(s.expires_ms IS NULL OR s.expires_ms>=?)"], [now]
+    if queue is not None:
+        where.append("s.queue=?")
+        values.append(queue)  # type: ignore[arg-type]
+    rows = db.execute(
+        f"SELECT {_COLUMNS} {_FROM} WHERE {' AND '.join(where)} ORDER BY s.queued_ms DESC",
+        values,
+    )
+    found: list[JobState] = []
+    for row in rows:  # the status shown may be derived, so filter after reading
+        state = _state(row, now)
+        if state is not None and (status is None or state.status == status):
+            found.append(state)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def _state(row: tuple[Any, ...], now: int) -> JobState | None:
+    (job_id, queue, status, attempts, user_id, result, error, progress, message, cancel) = row[:10]
+    queued_ms, started_ms, finished_ms, seq, visible_ms = row[10:]
+    waiting = seq is not None and (visible_ms is None or visible_ms <= now)
+    if status in ("running", "delayed") and waiting:
+        # running: its worker died and the lease ran out, it waits to be claimed again (the
+        # attempt stays counted, as on SQS); delayed: the delay is over
+        status = "queued"
+    return JobState(
+        job_id=job_id,
+        queue=queue,
+        status=status,
+        attempts=attempts,
+        result=None if result is None else json.loads(result),
+        error=None if error is None else json.loads(error),
+        progress=progress,
+        progress_message=message,
+        queued_at=queued_ms / 1000,
+        started_at=None if started_ms is None else started_ms / 1000,
+        finished_at=None if finished_ms is None else finished_ms / 1000,
+        user=user_id,
+        cancel_requested=bool(cancel) and status == "running",
+    )
+
+
+class SqliteJobStore:
+    """The ``JobStore`` of the local platform, over an ``Engine``'s database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, job_id: str) -> JobState | None:
+        return self.engine.job_state(job_id)
+
+    def list(
+        self, *, queue: str | None = None, status: str | None = None, limit: int = 50
+    ) -> Sequence[JobState]:
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown job status {status!r} (statuses: {', '.join(STATUSES)})")
+        return self.engine.job_states(queue=queue, status=status, limit=limit)
+
+    def cancel(self, job_id: str) -> JobState | None:
+        return self.engine.cancel(job_id)
+
+    def progress(self, job_id: str, value: float, message: str | None) -> bool:
+        return self.engine.progress(job_id, value, message)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.engine.cancel_requested(job_id)
+
+    def start(self, job: JobStart) -> bool:
+        return self.engine.record_start(job)
+
+    def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        keep: float = DEFAULT_KEEP_RESULTS,
+        result: Any = None,
+        error: dict[str, str] | None = None,
+        progress: tuple[float, str | None] | None = None,
+    ) -> bool:
+        return self.engine.record_finish(
+            job_id, status, keep=keep, result=result, error=error, progress=progress
+        )

@@ -1,0 +1,142 @@
+"""Job state in the engine's own transactions: every queue step moves the state with it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from qr.runtime.local.engine import EXPIRED_ERROR, Engine
+from qr.runtime.manifest import Backoff
+from qr.runtime.ports import OutgoingJob
+from qr.runtime.queues import JSON
+from tests.unit.test_local_engine import Clock
+
+NO_WAIT = Backoff("fixed", 0, 0, jitter=False)
+LATER = Backoff("fixed", 60, 60, jitter=False)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(tmp_path: Path, clock: Clock) -> Engine:
+    return Engine(tmp_path / "queues.db", clock=clock, random=lambda: 1.0)
+
+
+def push(engine: Engine, queue: str = "q", **kw: object) -> str:
+    return engine.push(OutgoingJob(queue, "{}", JSON, **kw)).job_id  # type: ignore[arg-type]
+
+
+def status(engine: Engine, job_id: str) -> tuple[str, int] | None:
+    state = engine.job_state(job_id)
+    return None if state is None else (state.status, state.attempts)
+
+
+def test_push_claim_ack_move_the_state(engine: Engine, clock: Clock) -> None:
+    job_id = push(engine, user_id="u1")
+    delayed = push(engine, delay=5)
+    assert status(engine, job_id) == ("queued", 0)
+    assert status(engine, delayed) == ("delayed", 0)
+    (claimed,) = engine.claim("q", 10, 30)
+    assert status(engine, job_id) == ("running", 1)
+    assert engine.ack(claimed, {"ok": True}, progress=(1.0, "done"))
+    state = engine.job_state(job_id)
+    assert state is not None
+    assert (state.status, state.result, state.user) == ("succeeded", {"ok": True}, "u1")
+    assert (state.progress, state.progress_message) == (1.0, "done")
+    assert state.finished_at == clock.now
+    clock.tick(5)
+    assert status(engine, delayed) == ("queued", 0)  # its delay is over
+
+
+def test_a_dead_worker_s_job_reads_queued_with_the_attempt_counted(
+    engine: Engine, clock: Clock
+) -> None:
+    job_id = push(engine)
+    engine.claim("q", 1, 10)
+    assert status(engine, job_id) == ("running", 1)
+    clock.tick(10)  # the lease ran out: nothing runs it any more
+    assert status(engine, job_id) == ("queued", 1)
+    assert [s.job_id for s in engine.job_states(status="queued")] == [job_id]
+    assert engine.job_states(status="running") == []
+    assert len(engine.claim("q", 1, 10)) == 1
+    assert status(engine, job_id) == ("running", 2)
+    clock.tick(10)
+    assert engine.claim("q", 1, 10, max_attempts=2) == []  # spent: dead-lettered
+    state = engine.job_state(job_id)
+    assert state is not None and state.status == "dead" and state.error is not None
+    assert EXPIRED_ERROR in state.error["message"]
+
+
+def test_release_gives_the_receive_back(engine: Engine) -> None:
+    job_id = push(engine)
+    (claimed,) = engine.claim("q", 1, 30)
+    assert engine.release(claimed)
+    assert status(engine, job_id) == ("queued", 0)
+
+
+def test_failures_then_dead_keep_the_error(engine: Engine) -> None:
+    job_id = push(engine)
+    (claimed,) = engine.claim("q", 1, 30)
+    info = {"type": "ValueError", "message": "boom"}
+    assert engine.fail(claimed, "boom", max_attempts=2, backoff=NO_WAIT, error_info=info) == (
+        "retry"
+    )
+    state = engine.job_state(job_id)
+    assert state is not None and (state.status, state.error) == ("failed", info)
+    (claimed,) = engine.claim("q", 1, 30)
+    assert engine.fail(claimed, "boom", max_attempts=2, backoff=NO_WAIT) == "dead"
+    assert status(engine, job_id) == ("dead", 2)
+
+
+def test_cancel_removes_a_waiting_job_from_its_fifo_group(engine: Engine) -> None:
+    first, second, third = (push(engine, "o.fifo", group_id="g", dedupe_id=n) for n in "123")
+    cancelled = engine.cancel(first)
+    assert cancelled is not None and cancelled.status == "cancelled"
+    assert engine.cancel(second) is not None
+    (claimed,) = engine.claim("o.fifo", 10, 30)  # the group moved on to its next job
+    assert claimed.job_id == third
+
+
+def test_cancel_of_a_job_in_backoff_stops_its_retries(engine: Engine) -> None:
+    job_id = push(engine)
+    (claimed,) = engine.claim("q", 1, 30)
+    engine.fail(claimed, "boom", max_attempts=5, backoff=LATER)
+    state = engine.cancel(job_id)
+    assert state is not None and state.status == "cancelled"
+    assert engine.stats(["q"])[0].delayed == 0
+
+
+def test_cancel_of_a_running_job_asks_it_and_a_failure_then_is_not_retried(
+    engine: Engine,
+) -> None:
+    job_id = push(engine)
+    (claimed,) = engine.claim("q", 1, 30)
+    assert not engine.progress(job_id, 0.5, "half")
+    state = engine.cancel(job_id)
+    assert state is not None and (state.status, state.cancel_requested) == ("running", True)
+    assert engine.progress(job_id, 0.6, None)  # the handler learns at its next report
+    assert engine.fail(claimed, "stopped", max_attempts=5, backoff=NO_WAIT) == "cancelled"
+    assert status(engine, job_id) == ("cancelled", 1)
+    assert engine.claim("q", 1, 30) == []
+
+
+def test_finished_state_expires_after_keep_results(tmp_path: Path, clock: Clock) -> None:
+    engine = Engine(tmp_path / "q.db", clock=clock, keep_results={"short": 60, "none": 0})
+    short, none = push(engine, "short"), push(engine, "none")
+    assert engine.job_state(none) is None
+    (claimed,) = engine.claim("short", 1, 30)
+    engine.ack(claimed, "r")
+    clock.tick(60)
+    assert status(engine, short) == ("succeeded", 1)
+    clock.tick(1)
+    assert engine.job_state(short) is None
+    assert engine.job_states() == []
+    (claimed,) = engine.claim("none", 1, 30)
+    assert engine.ack(claimed, "r")
+    raw = sqlite3.connect(tmp_path / "q.db")
+    assert raw.execute("SELECT COUNT(*) FROM job_state WHERE job_id=?", (none,)).fetchone() == (0,)
