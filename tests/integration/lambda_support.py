@@ -42,6 +42,16 @@ def create_connections_table(dynamodb: Any, name: str) -> None:
     )
 
 
+def create_jobs_table(dynamodb: Any, name: str) -> None:
+    """The job state table as the generated Terraform declares it (hash key job_id)."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server on a free localhost port; yields its URL."""

@@ -6,14 +6,20 @@ cancellation and retention behave the same on both platforms.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
+from qr.runtime.aws._clients import Clients
+from qr.runtime.aws.job_state import DynamoJobStore
 from qr.runtime.local.engine import Engine
 from qr.runtime.local.job_state import SqliteJobStore
 from qr.runtime.ports import JobStart, JobStore
+from tests.integration.lambda_support import create_jobs_table, moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +37,37 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+def moto_clients(url: str) -> Clients:
+    def factory(service: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", url)
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            **kwargs,
+        )
+
+    return Clients(factory)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[JobStore]:
-    engine = Engine(tmp_path / "queues.db", clock=clock)
-    yield SqliteJobStore(engine)
-    engine.close()
+    if request.param == "sqlite":
+        engine = Engine(tmp_path / "queues.db", clock=clock)
+        yield SqliteJobStore(engine)
+        engine.close()
+        return
+    clients = moto_clients(request.getfixturevalue("moto_url"))
+    table = f"jobs-{uuid.uuid4().hex[:8]}"
+    create_jobs_table(clients.get("dynamodb"), table)
+    yield DynamoJobStore(table, clients, clock=clock)
 
 
 def start(store: JobStore, job_id: str = "j1", attempt: int = 1, **kw: object) -> bool:

@@ -3,6 +3,7 @@
 * ``sqs.SqsQueues`` - queue pushes (SendMessage) and visibility changes;
 * ``apigateway.ApiGatewaySockets`` - WebSocket send/close through the management API;
 * ``dynamodb.DynamoConnections`` - connection registry and presence;
+* ``job_state.DynamoJobStore`` - job state (``QR_JOBS_TABLE``; none when the variable is unset);
 * ``ssm.load_parameters`` - stage settings and secrets into ``os.environ`` at cold start;
 * ``jsonlog`` - JSON log lines;
 * ``entry.handler`` - the function's handler (``qr.runtime.aws.entry.handler``).
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from qr.runtime.aws._clients import Clients
 from qr.runtime.aws.apigateway import ApiGatewaySockets
 from qr.runtime.aws.dynamodb import DynamoConnections
+from qr.runtime.aws.job_state import DynamoJobStore
 from qr.runtime.aws.sqs import SqsQueues
 from qr.runtime.ports import Platform
 
@@ -35,4 +37,5 @@ def lambda_platform(
         sockets=ApiGatewaySockets(env.get("QR_WS_ENDPOINT", ""), connections, clients),
         connections=connections,
         base_url=env.get("QR_BASE_URL", ""),
+        jobs=DynamoJobStore(env["QR_JOBS_TABLE"], clients) if env.get("QR_JOBS_TABLE") else None,
     )

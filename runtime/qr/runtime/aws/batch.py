@@ -18,25 +18,37 @@ message of the batch and leaves the failed ones to come back. ``run_batch``:
    receives SQS moves the message to the dead-letter queue (Terraform sets ``maxReceiveCount``).
 
 A failure to change visibility is logged and never turns a success into a failure.
+
+Job state (``DynamoJobStore``, when the queue keeps it): before running, ``start`` records
+``running`` with a conditional update; when it refuses (the job is already finished or was
+cancelled) the handler is not called and the message is deleted. After the run ``finish`` records
+``succeeded`` with the result, ``failed`` (will retry), ``dead`` (this was the last of
+``max_attempts``) or ``cancelled`` (it failed after ``jobs.cancel()``: deleted, not retried).
+Two writes per job, plus at most one per second from ``job.progress()``. The error kept is its type
+and message; ``QR_JOB_TRACEBACKS=on`` in the stage's environment keeps the traceback too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from qr.runtime.aws.sqs import SqsQueues, attributes_of
-from qr.runtime.jobs import JobMessage, backoff_delay, run_queue_job
+from qr.runtime.jobs import JobMessage, Progress, backoff_delay, run_queue_job
 from qr.runtime.manifest import Manifest, Queue
+from qr.runtime.ports import JobStart, JobStatus, JobStore
 
 log = logging.getLogger("qr.queues")
 
 DEADLINE_MARGIN = 1.0
 """Seconds kept back from the function's remaining time to report the batch (as the entry's)."""
+TRACEBACKS_VARIABLE = "QR_JOB_TRACEBACKS"
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class _Item:
     record: Mapping[str, Any]
     queue: Queue | None
     message: JobMessage | None
+    jobs: JobStore | None = None
 
 
 async def run_batch(
@@ -51,9 +64,10 @@ async def run_batch(
     manifest: Manifest,
     queues: SqsQueues,
     remaining: Callable[[], float | None],
+    jobs: JobStore | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Run every record's job; returns the ``batchItemFailures`` response."""
-    items = [_item(record, manifest, queues) for record in records]
+    items = [_item(record, manifest, queues, jobs) for record in records]
     failed: list[str] = []
     by_queue: dict[str, list[_Item]] = {}
     for item in items:
@@ -113,9 +127,39 @@ async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float
     def extend(seconds: float) -> None:
         queues.change_visibility(queue.name, receipt, seconds)
 
+    store, keep = item.jobs, queue.config.keep_results
+    if store is not None and not store.start(
+        JobStart(
+            message.job_id,
+            queue.name,
+            message.received_count,
+            message.queued_at,
+            message.user_id,
+            keep,
+        )
+    ):
+        log.info(
+            "job %s on %s is already finished or was cancelled: not run",
+            message.job_id,
+            queue.name,
+            extra={"request_id": message.job_id},
+        )
+        return True
+    progress = Progress(store, message.job_id, queue.name)
     try:
-        await run_queue_job(queue, message, extend=extend, deadline=deadline)
+        result = await run_queue_job(
+            queue,
+            message,
+            extend=extend,
+            deadline=deadline,
+            progress=progress,
+            keep_result=store is not None,
+        )
     except Exception as exc:
+        last = progress.close()
+        if store is not None and _record_failure(store, item, exc, last) == "cancelled":
+            log.info("job %s on %s was cancelled", message.job_id, queue.name)
+            return True
         delay = backoff_delay(queue.config.backoff, message.received_count)
         log.error(
             "job %s on %s failed (attempt %d of %d): %s: %s; retrying in %.0fs",
@@ -131,7 +175,36 @@ async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float
         )
         _visibility(queues, item, delay)
         return False
+    if store is not None:
+        try:
+            store.finish(
+                message.job_id, "succeeded", keep=keep, result=result, progress=progress.close()
+            )
+        except Exception:  # the work is done: never run it again because its state was lost
+            log.exception("job %s: could not record its result", message.job_id)
     return True
+
+
+def _record_failure(
+    store: JobStore, item: _Item, exc: Exception, progress: tuple[float, str | None] | None
+) -> JobStatus | None:
+    """Record a failed attempt; returns the status recorded (``None``: not recorded)."""
+    assert item.queue is not None and item.message is not None
+    message, config = item.message, item.queue.config
+    status: JobStatus = "dead" if message.received_count >= config.max_attempts else "failed"
+    error = {"type": type(exc).__name__, "message": str(exc)}
+    if os.environ.get(TRACEBACKS_VARIABLE) == "on":
+        error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
+    try:
+        if store.cancel_requested(message.job_id):
+            status = "cancelled"
+        store.finish(
+            message.job_id, status, keep=config.keep_results, error=error, progress=progress
+        )
+    except Exception:
+        log.exception("job %s: could not record its failure", message.job_id)
+        return None
+    return status
 
 
 def _visibility(queues: SqsQueues, item: _Item, seconds: float) -> None:
@@ -146,7 +219,9 @@ def _id(item: _Item) -> str:
     return str(item.record.get("messageId", ""))
 
 
-def _item(record: Mapping[str, Any], manifest: Manifest, queues: SqsQueues) -> _Item:
+def _item(
+    record: Mapping[str, Any], manifest: Manifest, queues: SqsQueues, jobs: JobStore | None
+) -> _Item:
     name = queues.name_of(str(record.get("eventSourceARN", "")))
     queue = manifest.queue(name) if name else None
     if queue is None:
@@ -156,7 +231,8 @@ def _item(record: Mapping[str, Any], manifest: Manifest, queues: SqsQueues) -> _
             record.get("eventSourceARN"),
         )
         return _Item(record, None, None)
-    return _Item(record, queue, message_of(record, queue.name))
+    store = jobs if queue.config.keep_results else None
+    return _Item(record, queue, message_of(record, queue.name), store)
 
 
 def message_of(record: Mapping[str, Any], queue_name: str) -> JobMessage:

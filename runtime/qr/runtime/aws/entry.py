@@ -139,7 +139,9 @@ class LambdaRuntime:
             queues = self.platform.queues
             assert isinstance(queues, SqsQueues)
             return self.runner.run(
-                batch.run_batch(event["Records"], self.manifest, queues, remaining)
+                batch.run_batch(
+                    event["Records"], self.manifest, queues, remaining, self.platform.jobs
+                )
             )
         schedule = _schedule_input(event)
         if schedule is not None:
