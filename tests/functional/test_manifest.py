@@ -440,3 +440,63 @@ def test_not_a_directory(tmp_path: Path) -> None:
 def test_nested_queue_rejected(make_project: MakeProject) -> None:
     root = make_project({"queues/sub/q.py": "def handler(payload): ...\n"})
     assert "queues are flat files" in one_problem(root)
+
+
+def test_problems_with_and_without_a_line_in_one_file_sort(make_project: MakeProject) -> None:
+    # "get = 5" gives a problem at line 1 and "exports no request handler" without a line:
+    # sorting them once raised TypeError (None < int).
+    root = make_project({"api/numbers.py": "get = 5\n"})
+    found = problems(root)
+    assert found == [
+        "api/numbers.py: exports no request handler\n  fix: define a function named after a "
+        "method (get, post, put, patch, delete, head, options) or a handler with config['methods']",
+        "api/numbers.py:1: get must be a function\n"
+        "  fix: define it with def (or async def): def get(request): ...",
+    ]
+
+
+def test_every_load_problem_names_a_project_file_and_has_a_fix(
+    make_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(
+        {
+            "qr.yaml": "name: demo\nmemory: [1]\nstages: 5\n",
+            "api/index.py": "handler = 3\n",
+            "api/_middleware.py": "authenticate = 5\non_error = 'x'\n",
+            "api/items.py": GET + "config = {'timeout': 'soon', 'cache': []}\n",
+            "api/broken.py": "import json\njson.loads('{')\n",
+            "socket/_middleware.py": "authenticate = 1\n",
+            "socket/index.py": "handler = 2\n",
+            "queues/jobs.py": "handler = 1\nconfig = {'timeout': 0, 'max_attempts': 0}\n",
+            "schedules/tick.py": "schedule = 'daily'\nhandler = None\nconfig = {'timeout': -1}\n",
+        }
+    )
+    (root / "api" / "v1.py").mkdir()  # a folder named like a handler file
+    (root / "api" / "v1.py" / "things.py").write_text(GET, encoding="utf-8")
+    monkeypatch.chdir(root)  # as qr runs: importlib's "<frozen ...>" frames resolved against it
+    with pytest.raises(ProjectError) as info:
+        scan(root)
+    found = info.value.problems
+    assert len(found) >= 10, [str(p) for p in found]
+    for problem in found:
+        assert (root / problem.file).is_file(), str(problem)
+        assert problem.hint, f"no fix for: {problem}"
+    text = "\n".join(str(p) for p in found)
+    assert "<frozen" not in text
+    assert "api/broken.py:2: failed to import: JSONDecodeError" in text
+    assert "authenticate must be a function or None" in text
+
+
+def test_folder_named_like_a_handler_holds_routes(make_project: MakeProject) -> None:
+    root = make_project({"api/v1.py/things.py": GET})
+    (root / "api" / "empty.py").mkdir()
+    assert [r.path for r in scan(root).routes] == ["/v1.py/things"]
+
+
+def test_qr_yaml_that_is_not_utf8_names_the_byte(make_project: MakeProject) -> None:
+    root = make_project({"api/index.py": GET})
+    (root / "qr.yaml").write_bytes(b"name: demo\nregion: caf\xe9\n")
+    assert problems(root) == [
+        "qr.yaml:2: is not UTF-8 text: byte 22 is 0xe9\n"
+        "  fix: save qr.yaml as UTF-8 (most editors have an encoding setting)"
+    ]

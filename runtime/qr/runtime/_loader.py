@@ -37,7 +37,9 @@ def load_module(root: Path, relative: str) -> ModuleType:
     name = module_name(relative)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - only for non-.py paths
-        raise LoadError(Problem(relative, None, "cannot be loaded as a Python file"))
+        raise LoadError(
+            Problem(relative, None, "cannot be loaded as a Python file", "rename it to end in .py")
+        )
     module = importlib.util.module_from_spec(spec)
     module.__dict__["__qr_file__"] = relative
     previous = sys.modules.get(name)
@@ -93,6 +95,8 @@ def _user_frame(root: Path, exc: BaseException, default: str) -> tuple[str, int 
     """The innermost traceback frame inside the project: the line the user should look at."""
     found: tuple[str, int | None] = (default, None)
     for frame in traceback.extract_tb(exc.__traceback__):
+        if not Path(frame.filename).is_absolute():
+            continue  # "<frozen importlib._bootstrap>", "<string>": no file of the user's
         relative = _relative_to(root, Path(frame.filename))
         if relative is not None and not relative.startswith((".venv/", ".qr/")):
             found = (relative, frame.lineno)

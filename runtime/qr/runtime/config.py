@@ -106,7 +106,21 @@ def load_config(root: Path) -> ProjectConfig:
     path = root / CONFIG_FILE
     if not path.exists():
         return ProjectConfig(name=default_name(root))
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ProjectError(
+            [
+                Problem(
+                    CONFIG_FILE,
+                    line,
+                    f"is not UTF-8 text: byte {exc.start} is 0x{raw[exc.start]:02x}",
+                    "save qr.yaml as UTF-8 (most editors have an encoding setting)",
+                )
+            ]
+        ) from None
     return parse_config(text, default_name=default_name(root))
 
 
@@ -136,7 +150,7 @@ class _Parser:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
 
-    def fail(self, node: _Node | None, message: str, hint: str = "") -> None:
+    def fail(self, node: _Node | None, message: str, hint: str) -> None:
         line = node.start_mark.line + 1 if node is not None else None
         self.problems.append(Problem(CONFIG_FILE, line, message, hint))
 
@@ -145,7 +159,9 @@ class _Parser:
         if node is None or (isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")):
             return {}
         if not isinstance(node, yaml.MappingNode):
-            self.fail(node, f"{where} must be a mapping of keys to values")
+            self.fail(
+                node, f"{where} must be a mapping of keys to values", "write key: value lines"
+            )
             return {}
         result: dict[str, _Node] = {}
         for key_node, value_node in node.value:
@@ -165,7 +181,11 @@ class _Parser:
 
     def scalar(self, node: _Node, where: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
-            self.fail(node, f"{where} must be a single value, not a list or mapping")
+            self.fail(
+                node,
+                f"{where} must be a single value, not a list or mapping",
+                f"write {where.rsplit('.', 1)[-1]}: VALUE on one line",
+            )
             return None
         return yaml.safe_load(yaml.serialize(node))
 
@@ -197,7 +217,11 @@ class _Parser:
     def integer(self, node: _Node, where: str, low: int, high: int) -> int | None:
         value = self.scalar(node, where)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.fail(node, f"{where} must be a whole number from {low} to {high}, got {value!r}")
+            self.fail(
+                node,
+                f"{where} must be a whole number from {low} to {high}, got {value!r}",
+                f"use a whole number from {low} to {high}",
+            )
             return None
         return value
 
@@ -279,7 +303,7 @@ class _Parser:
     def env(self, node: _Node, where: str) -> dict[str, str]:
         env: dict[str, str] = {}
         if not isinstance(node, yaml.MappingNode):
-            self.fail(node, f"{where} must be a mapping of NAME: value")
+            self.fail(node, f"{where} must be a mapping of NAME: value", "write NAME: value lines")
             return env
         for key_node, value_node in node.value:
             key = str(key_node.value)

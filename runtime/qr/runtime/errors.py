@@ -47,7 +47,7 @@ class HTTPError(Exception):
         return f"HTTPError({self.status!r}, {self.detail!r})"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Problem:
     """One mistake in the user's project: where, what, how to fix."""
 
@@ -61,6 +61,10 @@ class Problem:
     def location(self) -> str:
         return f"{self.file}:{self.line}" if self.line else self.file
 
+    def sort_key(self) -> tuple[str, int, str, str]:
+        """File, then line (a problem without one first), then message."""
+        return (self.file, self.line or 0, self.message, self.hint)
+
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}"
         return f"{text}\n  fix: {self.hint}" if self.hint else text
@@ -70,7 +74,7 @@ class ProjectError(Exception):
     """The project cannot be loaded; ``problems`` lists every mistake found."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
-        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
+        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems), key=Problem.sort_key))
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         body = "\n".join(str(p) for p in self.problems)

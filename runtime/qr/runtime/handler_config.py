@@ -104,7 +104,7 @@ class JobConfig:
 class _HandlerChecks:
     """Config and signature validation; problems go through ``fail`` like every other scan problem."""
 
-    def fail(self, file: str, line: int | None, message: str, hint: str = "") -> None:
+    def fail(self, file: str, line: int | None, message: str, hint: str) -> None:
         raise NotImplementedError
 
     def line_of(self, relative: str, name: str) -> int | None:
@@ -123,7 +123,12 @@ class _HandlerChecks:
         def bad(key: str, expected: str) -> None:
             nonlocal ok
             ok = False
-            self.fail(relative, line, f"config[{key!r}] must be {expected}, got {raw[key]!r}")
+            self.fail(
+                relative,
+                line,
+                f"config[{key!r}] must be {expected}, got {raw[key]!r}",
+                f"set config[{key!r}] to {expected}, or remove it for the default",
+            )
 
         if "timeout" in raw:
             timeout = raw["timeout"]
@@ -261,7 +266,12 @@ class _HandlerChecks:
         if handler is None:
             self.fail(relative, None, "has no handler function", f"define one: {example}")
         elif not callable(handler):
-            self.fail(relative, self.line_of(relative, "handler"), "handler must be a function")
+            self.fail(
+                relative,
+                self.line_of(relative, "handler"),
+                "handler must be a function",
+                f"define it with def (or async def): {example}",
+            )
         else:
             self.check_signature(relative, module, "handler", allowed, what)
 
@@ -284,6 +294,7 @@ class _HandlerChecks:
                     relative,
                     line,
                     f"config[{key!r}] must be a whole number from {low} to {high}{why}, got {value!r}",
+                    f"set config[{key!r}] to a whole number from {low} to {high}",
                 )
 
         if "timeout" in raw:
@@ -296,6 +307,7 @@ class _HandlerChecks:
                     relative,
                     line,
                     f"config['timeout'] must be seconds above 0 and at most {JOB_TIMEOUT_MAX} (Lambda's limit), got {timeout!r}",
+                    f"set config['timeout'] to a number of seconds up to {JOB_TIMEOUT_MAX}",
                 )
         if "max_attempts" in raw:
             integer("max_attempts", 1, 1000, " (SQS maxReceiveCount)")
@@ -355,6 +367,7 @@ class _HandlerChecks:
             relative,
             self.line_of(relative, "config"),
             f"config['timeout'] must be seconds above 0 and at most {JOB_TIMEOUT_MAX}, got {timeout!r}",
+            f"set config['timeout'] to a number of seconds up to {JOB_TIMEOUT_MAX} (Lambda's limit)",
         )
         return None
 

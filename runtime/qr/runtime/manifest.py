@@ -192,7 +192,7 @@ class _Scanner(_HandlerChecks):
         self.sources: dict[str, ast.Module | None] = {}
         self.checked_hooks: set[str] = set()
 
-    def fail(self, file: str, line: int | None, message: str, hint: str = "") -> None:
+    def fail(self, file: str, line: int | None, message: str, hint: str) -> None:
         self.problems.append(Problem(file, line, message, hint))
 
     def scan(self) -> Manifest:
@@ -229,6 +229,8 @@ class _Scanner(_HandlerChecks):
         if not base.is_dir():
             return
         for path in sorted(base.rglob("*.py")):
+            if not path.is_file():
+                continue  # a folder named like a handler (api/v1.py/) holds handlers, is none
             relative = path.relative_to(self.root)
             parts = relative.parts[1:]
             if any(p.startswith((".", "_")) for p in parts) or "__pycache__" in parts:
@@ -375,6 +377,7 @@ class _Scanner(_HandlerChecks):
                     relative,
                     self.line_of(relative, function_name),
                     f"{function_name} must be a function",
+                    f"define it with def (or async def): def {function_name}(request): ...",
                 )
                 continue
             if method in functions:
@@ -397,7 +400,12 @@ class _Scanner(_HandlerChecks):
                     "use either one handler (with config['methods']) or functions named after methods",
                 )
             elif not callable(handler):
-                self.fail(relative, self.line_of(relative, "handler"), "handler must be a function")
+                self.fail(
+                    relative,
+                    self.line_of(relative, "handler"),
+                    "handler must be a function",
+                    "define it with def (or async def): def handler(request): ...",
+                )
             else:
                 methods = config.methods if config and config.methods else _HANDLER_METHODS
                 functions = dict.fromkeys(methods, "handler")
@@ -474,7 +482,13 @@ class _Scanner(_HandlerChecks):
                             file, candidate_module, hook, allowed, "middleware hook"
                         )
                 else:
-                    self.fail(file, self.line_of(file, hook), f"{hook} must be a function or None")
+                    self.fail(
+                        file,
+                        self.line_of(file, hook),
+                        f"{hook} must be a function or None",
+                        f"define it with def (or async def), or set {hook} = None to turn an "
+                        "inherited one off",
+                    )
                 break
         self.checked_hooks.update(f for f, _ in chain if f.endswith(MIDDLEWARE_FILE))
         return {hook: resolved[hook] for hook in hooks if hook in resolved}
