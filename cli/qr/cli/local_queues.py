@@ -4,6 +4,9 @@ These open the project's queue database (``.qr/dev/queues.db``, the one ``qr dev
 SQLite in WAL mode lets this process write while the dev server runs, and the server's worker
 notices other processes' commits within ``poll_interval`` (``PRAGMA data_version``). Without a
 running server the jobs simply wait in the database for the next ``qr dev``.
+
+They know the queues from the file names in ``queues/`` (``queue_names``) and import no handler,
+so a broken file elsewhere in the project does not stop them.
 """
 
 from __future__ import annotations
@@ -16,19 +19,19 @@ from typing import IO
 from qr.cli.errors import QrError
 from qr.runtime._suggest import did_you_mean
 from qr.runtime.local.engine import DB_PATH, Engine, PushResult, QueueStats
-from qr.runtime.manifest import Manifest
+from qr.runtime.manifest import queue_names
 from qr.runtime.queues import Queue, QueueError
 
 
-def open_engine(manifest: Manifest) -> Engine:
-    return Engine(manifest.root / DB_PATH)
+def open_engine(root: Path) -> Engine:
+    return Engine(root / DB_PATH)
 
 
-def stats(manifest: Manifest) -> list[QueueStats]:
+def stats(root: Path) -> list[QueueStats]:
     """Depth, in flight, delayed and dead counts of every queue of the project."""
-    engine = open_engine(manifest)
+    engine = open_engine(root)
     try:
-        known = [q.name for q in manifest.queues]
+        known = list(queue_names(root))
         return [s for s in engine.stats(known) if s.queue in known]
     finally:
         engine.close()
@@ -65,7 +68,7 @@ def read_payload(argument: str, stdin: IO[str] | None = None) -> object:
 
 
 def push(
-    manifest: Manifest,
+    root: Path,
     name: str,
     payload: object,
     *,
@@ -74,7 +77,7 @@ def push(
     delay: float = 0,
 ) -> PushResult:
     """Validate like ``queues[name].push`` does and enqueue into the project's database."""
-    _check_name(manifest, name)
+    _check_name(root, name)
     queue = Queue(name)
     try:
         if group is not None:
@@ -84,25 +87,25 @@ def push(
         job = queue.prepare(payload, delay)
     except QueueError as exc:
         raise QrError(exc.message, exc.hint) from None
-    engine = open_engine(manifest)
+    engine = open_engine(root)
     try:
         return engine.push(job)
     finally:
         engine.close()
 
 
-def redrive(manifest: Manifest, name: str) -> int:
+def redrive(root: Path, name: str) -> int:
     """Move the queue's dead-letter jobs back onto it; returns how many."""
-    _check_name(manifest, name)
-    engine = open_engine(manifest)
+    _check_name(root, name)
+    engine = open_engine(root)
     try:
         return engine.redrive(name)
     finally:
         engine.close()
 
 
-def _check_name(manifest: Manifest, name: str) -> None:
-    known = [q.name for q in manifest.queues]
+def _check_name(root: Path, name: str) -> None:
+    known = list(queue_names(root))
     if name not in known:
         raise QrError(
             f"there is no queue named {name!r}.{did_you_mean(name, known)}",

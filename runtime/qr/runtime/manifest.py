@@ -179,6 +179,21 @@ class Manifest:
         return result
 
 
+def queue_names(root: Path | str) -> tuple[str, ...]:
+    """The project's queue names from the files in ``queues/`` alone, importing nothing.
+
+    For tools that only need to know which queues exist (``qr dev queue``, ``qr queues``): a
+    broken file elsewhere in the project must not stop them.
+    """
+    scanner = _Scanner(Path(root))
+    names = (
+        Path(relative).name.removesuffix(".py")
+        for relative in scanner.files(QUEUES_DIR)
+        if relative.count("/") == 1  # files in sub-folders are no queues (scan reports them)
+    )
+    return tuple(sorted(n for n in names if QUEUE_NAME_RE.match(n)))
+
+
 def scan(root: Path | str) -> Manifest:
     """Scan and load the project at ``root``; raise ``ProjectError`` listing every problem."""
     return _Scanner(Path(root)).scan()

@@ -10,7 +10,7 @@ import typer
 from qr.cli import local_queues
 from qr.cli.console import Output
 from qr.cli.options import Json, ProjectDir
-from qr.cli.project import load_manifest
+from qr.cli.project import find_root
 
 
 def queue(
@@ -29,9 +29,9 @@ def queue(
     json: Json = False,
 ) -> None:
     """Push a job onto a queue of the local project (the running qr dev picks it up)."""
-    manifest = load_manifest(project)
+    root = find_root(project)
     value = local_queues.read_payload(payload)
-    result = local_queues.push(manifest, name, value, group=group, dedupe=dedupe, delay=delay)
+    result = local_queues.push(root, name, value, group=group, dedupe=dedupe, delay=delay)
     out = Output()
     if json:
         out.json(
@@ -54,7 +54,7 @@ def redrive(
     json: Json = False,
 ) -> None:
     """Move a queue's dead-letter jobs back onto the queue (as new jobs)."""
-    moved = local_queues.redrive(load_manifest(project), name)
+    moved = local_queues.redrive(find_root(project), name)
     out = Output()
     if json:
         out.json({"queue": name, "moved": moved})

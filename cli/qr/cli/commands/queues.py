@@ -5,13 +5,12 @@ from pathlib import Path
 from qr.cli import local_queues
 from qr.cli.console import Output
 from qr.cli.options import Json, ProjectDir
-from qr.cli.project import load_manifest
+from qr.cli.project import find_root
 
 
 def command(project: ProjectDir = Path(), json: Json = False) -> None:
     """Show the local queues: depth, in flight, delayed and dead-letter counts."""
-    manifest = load_manifest(project)
-    rows = local_queues.stats(manifest)
+    rows = local_queues.stats(find_root(project))
     out = Output()
     if json:
         out.json([s.to_dict() for s in rows])

@@ -47,6 +47,7 @@ from qr.cli.deploy.versions import (
 from qr.cli.errors import QrError
 from qr.cli.project import build_dir, find_root
 from qr.runtime.config import ProjectConfig, load_config
+from qr.runtime.local.private import private_dir
 
 BuildStep = Callable[[Path, str], Path]
 """``(root, stage) -> terraform directory`` of the rendered stage."""
@@ -231,7 +232,7 @@ class Deployer:
         backend = self.config.backend
         if backend is None:
             state = self.root / ".qr" / "state" / self.stage / "terraform.tfstate"
-            state.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(state.parent)  # the state holds every resource's attributes, secrets too
             body = f'  backend "local" {{\n    path = "{_hcl(state)}"\n  }}\n'
         else:
             key = f"{backend.key_prefix}/{self.config.name}/{self.stage}/terraform.tfstate"

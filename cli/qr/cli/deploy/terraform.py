@@ -36,6 +36,7 @@ from rich.text import Text
 
 from qr.cli.console import Output
 from qr.cli.errors import QrError
+from qr.runtime.local.private import private_dir
 
 MINIMUM = {"terraform": (1, 10, 0), "tofu": (1, 8, 0)}
 """S3-native state locking (``use_lockfile``) needs these versions."""
@@ -295,7 +296,7 @@ class Terraform:
         return f"{self.binary.flavor} -chdir={self.workdir}"
 
     def init(self, backend_config: Mapping[str, str] | None = None) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)  # Terraform keeps copies of the state and plans here
         args = ["init", "-input=false", "-no-color", "-reconfigure"]
         args += [f"-backend-config={key}={value}" for key, value in (backend_config or {}).items()]
         result = self._run(args)

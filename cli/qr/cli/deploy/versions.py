@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from qr.cli.deploy.aws import Aws, aws_errors, error_code
 from qr.cli.errors import QrError
+from qr.runtime.local.private import write_private
 
 ALIAS = "current"
 DEPLOYMENTS_FILE = Path(".qr") / "deployments.json"
@@ -95,11 +96,8 @@ class DeploymentLog:
     def append(self, record: Record) -> None:
         records = self.records()
         records.append(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"deployments": [asdict(r) for r in records]}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.path)
+        write_private(self.path, json.dumps(data, indent=2) + "\n")
 
 
 def git_sha(root: Path, run: Callable[..., Any] = subprocess.run) -> str | None:

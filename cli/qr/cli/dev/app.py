@@ -5,7 +5,9 @@ like API Gateway's single WebSocket endpoint) to the local socket endpoint; ``/_
 control endpoint; every other HTTP request to the project's current app, or to the error page
 while the route's files are broken (``LiveProject.error_response``).
 
-Control endpoint (used by ``qr dev schedule``; the server binds 127.0.0.1 by default):
+Control endpoint (used by ``qr dev schedule``; the server binds 127.0.0.1 by default). Every
+request passes ``ControlGuard`` first (``qr.cli.dev.guard``: Host, Origin, the per-run token),
+else 403:
 
 * ``GET /_qr/health`` - pid, project name, current problems;
 * ``POST /_qr/schedules/{name}`` - run a schedule now, answer with its outcome.
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from qr.cli.dev.guard import ControlGuard
 from qr.cli.dev.reload import LiveProject
 from qr.cli.dev.scheduler import Scheduler
 
@@ -33,10 +36,12 @@ class DevApp:
         websocket: ASGIApp,
         scheduler: Scheduler,
         *,
+        guard: ControlGuard,
         startup: Hook | None = None,
         shutdown: Hook | None = None,
     ) -> None:
         self.live = live
+        self.guard = guard
         self.websocket = websocket
         self.scheduler = scheduler
         self.startup = startup
@@ -85,7 +90,13 @@ class DevApp:
         path: str = scope["path"].removeprefix(CONTROL_PREFIX).strip("/")
         method: str = scope["method"]
         response: JSONResponse
-        if path == "health" and method == "GET":
+        refusal = self.guard.refusal(scope)
+        if refusal is not None:
+            response = self.guard.forbidden(refusal)
+            self.live.log.line(
+                "DEV", "yellow", f"refused {method} /_qr/{path}: {refusal}", failed=True
+            )
+        elif path == "health" and method == "GET":
             error = self.live.error
             response = JSONResponse(
                 {

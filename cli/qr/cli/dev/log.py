@@ -149,6 +149,9 @@ class DevLog:
     def error(self, message: str) -> None:
         self.line("DEV", "red", message, failed=True)
 
+    def warning(self, message: str) -> None:
+        self.line("WARN", "yellow", message)
+
     def problems(self, error: ProjectError) -> None:
         count = len(error.problems)
         body = "\n".join(str(p) for p in error.problems)

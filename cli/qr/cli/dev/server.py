@@ -2,6 +2,9 @@
 
 ``run(options)``:
 
+0. takes the project's dev server lock (a second ``qr dev`` on the project is refused, naming
+   the first one's pid and port) and binds the port (a port in use is a ``QrError``), before
+   anything else starts;
 1. applies the environment (``.env`` < shell < ``--env``) and scans the project (a broken project
    at start is an error: there is no last good version to serve);
 2. installs the local platform (``qr.runtime.ports.set_platform``): the SQLite queue engine in
@@ -9,7 +12,8 @@
 3. builds the parts: ``LiveProject`` (manifest + HTTP app, hot reload), ``SocketDispatch`` and
    its ASGI endpoint, the queue ``Worker``, the ``Scheduler``; reloads reach them as listeners;
 4. serves ``DevApp`` with uvicorn on one port. Lifespan start: worker, scheduler, file watcher.
-   Once bound: the handler table, the URLs, ``.qr/dev/server.json``.
+   Once listening: the handler table, the URLs, ``.qr/dev/server.json`` (with the control
+   token, ``qr.cli.dev.guard``); a warning when ``--host`` makes it reachable from the network.
 5. Ctrl+C: WebSocket connections are closed with 1001 (going away) first, then uvicorn finishes
    open requests, then the watcher and scheduler stop and the worker gives in-flight jobs back to
    the queue (they run again on the next start).
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
+import ipaddress
 import logging
 import os
 import socket as socket_module
@@ -33,15 +39,17 @@ from starlette.types import ASGIApp
 
 from qr.cli.console import Output
 from qr.cli.dev.app import DevApp
-from qr.cli.dev.control import remove_state, write_state
+from qr.cli.dev.control import ServerLock, remove_state, write_state
 from qr.cli.dev.env import DevEnvironment
 from qr.cli.dev.frames import ApiGatewayFrames
+from qr.cli.dev.guard import ControlGuard
 from qr.cli.dev.log import DevLog
 from qr.cli.dev.reload import LiveProject, watch
 from qr.cli.dev.scheduler import Scheduler, SchedulerClock
 from qr.cli.docker.dev import DockerHttpApp, DockerSocketDispatch, DockerWorker
 from qr.cli.docker.dev import run_schedule as run_docker_schedule
 from qr.cli.docker.function import DockerFunction, DockerSettings
+from qr.cli.errors import QrError
 from qr.cli.routes_table import print_routes
 from qr.runtime.http import create_app
 from qr.runtime.jobs import run_schedule_job
@@ -117,10 +125,12 @@ class DevServer:
             clock=SchedulerClock(scale),
         )
         self.live.listeners.append(self._reloaded)
+        self.guard = ControlGuard(bound_host=options.host)
         self.app = DevApp(
             self.live,
             LocalSocketApp(socket_dispatch, self.sockets),
             self.scheduler,
+            guard=self.guard,
             startup=self.start,
             shutdown=self.stop,
         )
@@ -182,7 +192,8 @@ class DevServer:
     def listening(self, host: str, port: int) -> None:
         """Called once uvicorn is bound: tell the user where, and leave server.json."""
         self.platform.base_url = f"http://localhost:{port}"
-        write_state(self.root, host, port)
+        self.guard.port = port
+        write_state(self.root, host, port, self.guard.token)
         shown = "localhost" if host in ("127.0.0.1", "localhost") else host
         with self.log.direct() as out:
             print_routes(out, self.live.manifest, datetime.now().astimezone())
@@ -190,8 +201,16 @@ class DevServer:
         with self.log.direct() as out:
             out.line(f"   http://{shown}:{port}")
             out.line(f"   ws://{shown}:{port}")
+        if not _loopback(host):
+            self.log.warning(
+                f"--host {host}: the dev server and its control endpoint (/_qr/) are reachable "
+                "from the network. Your handlers run with your files and credentials, and the "
+                "dev server has no authentication of its own; bind 127.0.0.1 (the default) "
+                "unless you need another machine to reach it."
+            )
 
-    def serve(self) -> None:
+    def serve(self, sock: socket_module.socket) -> None:
+        """Serve on ``sock`` (bound by ``bind``) until Ctrl+C."""
         config = uvicorn.Config(
             self.app,
             host=self.options.host,
@@ -203,7 +222,7 @@ class DevServer:
             ws_max_size=MAX_MESSAGE_BYTES,
             timeout_graceful_shutdown=5,
         )
-        _UvicornServer(config, self).run()
+        _UvicornServer(config, self).run(sockets=[sock])
 
 
 class _UvicornServer(uvicorn.Server):
@@ -250,12 +269,67 @@ def _configure_logging(log: DevLog) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def bind(host: str, port: int) -> socket_module.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on; a port in use is a ``QrError``.
+
+    Binding here (not in uvicorn) puts the error in qr's words before anything starts, and
+    leaves no moment in which another program could take the port.
+    """
+    try:
+        infos = socket_module.getaddrinfo(
+            host or None, port, type=socket_module.SOCK_STREAM, flags=socket_module.AI_PASSIVE
+        )
+    except socket_module.gaierror as exc:
+        raise QrError(
+            f"cannot bind --host {host}: {exc.strerror}",
+            "pass an address of this machine, e.g. --host 127.0.0.1 (the default)",
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket_module.socket(family, kind, proto)
+    sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise QrError(
+                f"port {port} is already in use on {host} (another program listens there)",
+                f"pick another port: qr dev --port {port + 1 if port else 8001} "
+                "(or --port 0 for any free one), or stop the program using it "
+                f"(lsof -i :{port} names it)",
+            ) from None
+        raise QrError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            "ports below 1024 need root; pick another with --port",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def run(options: DevOptions, out: Output | None = None) -> None:
     """``qr dev``: serve the project until Ctrl+C."""
-    server = DevServer(options, out or Output())
+    lock = ServerLock(options.root.resolve())
+    lock.acquire()
     try:
-        with contextlib.suppress(KeyboardInterrupt), server.log.capture_prints():
-            server.serve()
+        sock = bind(options.host, options.port)
+        try:
+            server = DevServer(options, out or Output())
+            try:
+                with contextlib.suppress(KeyboardInterrupt), server.log.capture_prints():
+                    server.serve(sock)
+            finally:
+                if server.function is not None:  # containers never outlive the server
+                    server.function.close()
+        finally:
+            sock.close()
     finally:
-        if server.function is not None:  # containers never outlive the server
-            server.function.close()
+        lock.release()

@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 from qr.runtime.jobs import backoff_delay
 from qr.runtime.local import job_state
+from qr.runtime.local.private import FILE_MODE, private_file
 from qr.runtime.manifest import Backoff
 from qr.runtime.ports import DEFAULT_KEEP_RESULTS, JobStart, JobState, JobStatus, OutgoingJob
 from qr.runtime.queues import DEDUPE_WINDOW_SECONDS, MAX_VISIBILITY_SECONDS
@@ -221,7 +222,13 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Payloads and results are the user's data: 0600 (SQLite gives its -wal and -shm files
+        # the database file's mode), in a 0700 folder.
+        private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            journal = self.path.with_name(self.path.name + suffix)
+            if journal.exists():
+                journal.chmod(FILE_MODE)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
