@@ -118,3 +118,32 @@ def test_cli_unknown_stage(make_project: MakeProject, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "build", "-C", str(root), "--stage", "prod", "--no-bundle")
     assert code == 1
     assert "stage 'prod' is not defined" in err
+
+
+def test_cli_list_shows_what_ships_and_what_is_skipped(
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(
+        {
+            **PROJECT,
+            ".gitignore": "secrets.json\n",
+            "secrets.json": "{}",
+            "id_rsa": "key",
+            "tests/test_app.py": "",
+        }
+    )
+    code, out, err = run(capsys, "build", "-C", str(root), "--list")
+    assert code == 0, err
+    assert "  api/index.py\n" in out
+    assert "secrets.json  ignored by .gitignore (secrets.json)" in out
+    assert "id_rsa" in out and "looks like a secret (id_rsa*)" in out
+    assert not (root / ".qr" / "build").exists()  # --list builds nothing
+    code, out, err = run(capsys, "build", "-C", str(root), "--list", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["included"] == ["api/index.py", "qr.yaml", "queues/emails.py"]
+    assert {s["path"]: s["reason"] for s in data["skipped"]}["tests/"].startswith("your tests")
+    (root / "leak").symlink_to("/etc/hostname")
+    code, _, err = run(capsys, "build", "-C", str(root), "--list")
+    assert code == 1
+    assert "leak is a symbolic link to /etc/hostname, outside the project" in err

@@ -171,6 +171,15 @@ def test_catch_all_value_is_a_list_of_segments(open_client: OpenClient) -> None:
     assert client.get("/files").status_code == 404
 
 
+def test_catch_all_never_gets_a_traversal_segment(open_client: OpenClient) -> None:
+    client = open_client({"api/files/[...path].py": "def get(path): return {'path': path}"})
+    assert client.get("/files/a%2Fb").json() == {"path": ["a/b"]}  # an encoded slash is data
+    for path in ("/files/..%2f..%2fetc%2fpasswd", "/files/%2e%2e", "/files/a%2F.%2Fb"):
+        response = client.get(path)
+        assert response.status_code == 400, path
+        assert "bad request path" in response.json()["error"]
+
+
 def test_literal_beats_parameter_beats_catch_all(open_client: OpenClient) -> None:
     client = open_client(
         {

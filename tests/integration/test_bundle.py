@@ -179,3 +179,87 @@ def test_a_project_folder_shadowing_a_dependency_is_an_error(
         build(root, tmp_path / "out", deps_cache)
     assert "cronsim/__init__.py" in info.value.message
     assert "your project" in info.value.message
+
+
+def test_gitignore_deny_list_and_links_decide_what_ships(
+    make_project: MakeProject, tmp_path: Path, deps_cache: Path
+) -> None:
+    root = make_project(
+        {
+            "qr.yaml": _yaml(),
+            "api/index.py": "def get():\n    return {}\n",
+            ".gitignore": "secrets.json\n*.log\ndata/\n!data/keep.txt\nconfig/*.json\n",
+            "secrets.json": "{}",
+            "lib/__init__.py": "",
+            "lib/real.py": "X = 1\n",
+            "lib/debug.log": "x",
+            "lib/.gitignore": "!debug.log\ngenerated/\n",
+            "lib/generated/out.py": "",
+            "data/keep.txt": "no: its folder is ignored",
+            "config/app.json": "{}",
+            "config/.gitignore": "!public.json\n",
+            "config/public.json": "{}",
+            # no .gitignore names these: the deny list does
+            "server.pem": "-----BEGIN PRIVATE KEY-----",
+            "certs/tls.key": "k",
+            "id_rsa": "k",
+            "deploy/id_ed25519.pub": "k",
+            "creds/credentials": "[default]",
+            "prod.tfvars": "password = 1",
+            "store.p12": "k",
+        }
+    )
+    (root / "lib" / "alias.py").symlink_to("real.py")  # inside the project: ships
+    (root / "lib_link").symlink_to(root / "lib", target_is_directory=True)
+    bundle = build(root, tmp_path / "out", deps_cache)
+    names = set(zipfile.ZipFile(bundle.path).namelist())
+    assert names >= {
+        "qr.yaml",
+        "api/index.py",
+        "lib/real.py",
+        "lib/alias.py",
+        "lib/debug.log",  # re-included by lib/.gitignore
+        "config/public.json",  # re-included by config/.gitignore
+        "lib_link/real.py",
+    }
+    for left_out in (
+        "secrets.json",
+        "lib/generated/out.py",
+        "data/keep.txt",  # git never re-includes a file inside an ignored folder
+        "config/app.json",
+        "server.pem",
+        "certs/tls.key",
+        "id_rsa",
+        "deploy/id_ed25519.pub",
+        "creds/credentials",
+        "prod.tfvars",
+        "store.p12",
+        ".gitignore",
+    ):
+        assert left_out not in names, left_out
+    assert zipfile.ZipFile(bundle.path).read("lib/alias.py") == b"X = 1\n"
+
+
+def test_a_link_out_of_the_project_is_refused_before_pip_runs(
+    make_project: MakeProject, tmp_path: Path
+) -> None:
+    root = make_project({"qr.yaml": _yaml(), "api/index.py": "def get():\n    return {}\n"})
+    (root / "lib").mkdir()
+    (root / "lib" / "passwd").symlink_to("/etc/passwd")
+
+    def no_pip(args: object) -> subprocess.CompletedProcess[str]:
+        raise AssertionError("pip ran before the project's files were checked")
+
+    with pytest.raises(QrError) as info:
+        build(root, tmp_path / "out", tmp_path / "cache", pip=no_pip)
+    assert info.value.message == (
+        "lib/passwd is a symbolic link to /etc/passwd, outside the project"
+    )
+    assert ".gitignore" in info.value.hint
+    assert not (tmp_path / "out" / "bundle.zip").exists()
+    (root / "lib" / "passwd").unlink()
+    (root / "lib" / "home").symlink_to(Path.home(), target_is_directory=True)
+    with pytest.raises(QrError) as folder:
+        build(root, tmp_path / "out", tmp_path / "cache", pip=no_pip)
+    home = Path.home().resolve()
+    assert folder.value.message == f"lib/home is a symbolic link to {home}, outside the project"

@@ -145,3 +145,20 @@ def test_host_other_than_loopback_warns(tmp_path: Path) -> None:
     with running_dev(root, tmp_path / "dev2.log", ["--port", "0"], env) as server:
         _until(lambda: "serving" in server.output(), "the banner")
         assert "reachable from the network" not in server.output()
+
+
+def test_catch_all_route_refuses_traversal(dev: DevProcess) -> None:
+    (dev.root / "api" / "files").mkdir(exist_ok=True)
+    (dev.root / "api" / "files" / "[...path].py").write_text(
+        "def get(path):\n    return {'path': path}\n", encoding="utf-8"
+    )
+
+    def served() -> httpx.Response | None:
+        response = httpx.get(dev.url + "/files/a%2Fb", timeout=WAIT)
+        return response if response.status_code == 200 else None
+
+    assert _until(served, "the new route").json() == {"path": ["a/b"]}
+    for path in ("/files/..%2f..%2fetc%2fpasswd", "/files/%2e%2e/%2e%2e/etc/passwd"):
+        response = httpx.get(dev.url + path, timeout=WAIT)
+        assert response.status_code == 400, (path, response.text)
+        assert "passwd" not in str(response.json().get("path"))

@@ -94,6 +94,10 @@ PROJECT = {
         def get():
             return Response(bytes(range(256)), media_type="image/png")
     """,
+    "api/files/[...path].py": """
+        def get(path):
+            return {"path": path}
+    """,
     "api/blobs/[name].py": """
         def put(name, body):
             return body[::-1]
@@ -465,6 +469,19 @@ def test_sqs_fifo_batch_stops_at_the_first_failure(function: Lambda) -> None:
     _delete_succeeded(function, "orders.fifo", messages, answer["ok"])
     again = _receive(function, "orders.fifo")
     assert sorted(json.loads(m["Body"]) for m in again) == ["bad", "other", "two"]
+
+
+def test_catch_all_refuses_traversal_segments(function: Lambda) -> None:
+    base = event("http_get_binary.json")
+    fine, traversal, dots = function.invoke(
+        {**base, "rawPath": "/files/docs/a%2Fb.txt"},
+        {**base, "rawPath": "/files/..%2f..%2fetc%2fpasswd"},
+        {**base, "rawPath": "/files/%2E%2E/secret"},
+    )
+    assert json.loads(fine["ok"]["body"]) == {"path": ["docs", "a/b.txt"]}
+    for outcome in (traversal, dots):
+        assert outcome["ok"]["statusCode"] == 400
+        assert "bad request path" in json.loads(outcome["ok"]["body"])["error"]
 
 
 def test_schedule_and_unknown_events(function: Lambda) -> None:

@@ -99,7 +99,21 @@ def test_split_path_decodes_each_segment() -> None:
     assert split_path(b"/caf%C3%A9?x=1") == ["café"]
 
 
-@pytest.mark.parametrize("raw", [b"/a/../b", b"/a/%2e%2E", b"/./x", b"/%2E"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"/a/../b",
+        b"/a/%2e%2E",
+        b"/./x",
+        b"/%2E",
+        b"/files/..%2f..%2fetc%2fpasswd",  # encoded slashes making '..' parts in one segment
+        b"/files/a%2F..%2Fb",
+        b"/files/%2e%2e%2F",
+        b"/files/..%5c..%5cwin.ini",  # encoded backslashes
+        b"/files/a\\..\\b",
+        b"/files/x%2F.%2Fy",
+    ],
+)
 def test_split_path_refuses_dot_segments(raw: bytes) -> None:
     with pytest.raises(BadPath):
         split_path(raw)

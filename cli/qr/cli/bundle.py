@@ -2,6 +2,11 @@
 
 ``build_bundle(manifest, stage, out_dir)`` runs these stages:
 
+0. **The project's files** (``qr.cli.project_files.select``), first, so that a symbolic link out
+   of the project stops the build before any slow step: everything but ``tests/``, dot-files
+   (``.env*``, ``.qr/``, ``.git``), virtualenvs, caches, names that look like secrets (keys,
+   certificates, credential files; ``project_files.DENY``) and what the project's
+   ``.gitignore`` files ignore.
 1. **Runtime requirements.** The third-party packages ``qr.runtime`` imports are found by reading
    its source (every ``import``, lazy ones inside functions included; ``TYPE_CHECKING`` blocks and
    ``try: ... except ImportError`` fallbacks left out), mapped to their distributions and pinned to
@@ -13,8 +18,7 @@
    architecture and runtime in qr.yaml. The result is cached under ``.qr/cache/deps/<key>/``, the
    key being a hash of everything that decides pip's answer. A requirement with no matching wheel
    (an sdist-only package, usually) is a ``QrError`` naming it.
-3. **Files.** The project (minus ``tests/``, dot-files such as ``.env*``, ``.qr/``, ``.git``,
-   virtualenvs and ``__pycache__``), ``qr/runtime`` (minus the dev-only ``testing.py`` and
+3. **Files.** The project's (stage 0), ``qr/runtime`` (minus the dev-only ``testing.py`` and
    ``local/``) and the installed dependencies (minus ``bin/``). Two sources claiming one path is an
    error. Over Lambda's 250 MB unzipped limit is an error listing the biggest folders.
 4. **Bytecode.** When this interpreter is the runtime's Python version, every module is compiled
@@ -32,7 +36,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -45,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import qr.runtime
+from qr.cli import project_files
 from qr.cli.errors import QrError
 from qr.runtime.manifest import Manifest
 
@@ -64,7 +68,6 @@ SELF_DISTRIBUTION = "queue-run"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644 << 16
 _COMPRESSLEVEL = 6
-_SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _NO_WHEEL = re.compile(r"Could not find a version that satisfies the requirement (\S+)")
 
@@ -130,6 +133,7 @@ def build_bundle(
     config = manifest.config
     config.stage(stage)  # an unknown stage is the user's mistake: say so before any work
     root = manifest.root
+    project = project_files.select(root)
     python_version = config.python_version
     runtime_dir = Path(qr.runtime.__file__).parent
     runtime_pins = runtime_requirements(runtime_dir)
@@ -143,7 +147,7 @@ def build_bundle(
         pip=pip or run_pip,
     )
     files = _merge(
-        ("your project", dict(project_files(root))),
+        ("your project", project.included),
         ("qr's runtime", dict(runtime_files(runtime_dir))),
         ("the dependencies", dict(dependency_files(deps_dir))),
     )
@@ -405,27 +409,6 @@ def _compile(source: Path, target_source: Path) -> Path | None:
 
 
 # -- 3. files -----------------------------------------------------------------------------------
-
-
-def project_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """The user's files: everything but tests/, dot-files (.env*, .qr, .git), venvs, caches."""
-    for directory, dirnames, filenames in os.walk(root):
-        here = Path(directory)
-        relative_dir = here.relative_to(root)
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not d.startswith(".")
-            and d not in _SKIP_DIRS
-            and not (relative_dir == Path() and d == "tests")
-            and not (here / d / "pyvenv.cfg").exists()
-        )
-        for name in sorted(filenames):
-            if name.startswith(".") or name.endswith((".pyc", ".pyo")):
-                continue
-            path = here / name
-            if path.is_file():
-                yield (relative_dir / name).as_posix(), path
 
 
 def runtime_files(runtime_dir: Path) -> Iterator[tuple[str, Path]]:

@@ -8,9 +8,10 @@ lookup costs O(depth) dict hits however many routes there are.
 
 Request paths are split on the *raw* path (``scope["raw_path"]``) and each segment is
 percent-decoded on its own, so ``%2F`` stays inside one segment (``/files/a%2Fb`` is the single
-segment ``a/b``). Decoding is strict UTF-8; a segment that decodes to ``.`` or ``..`` is refused
-(``BadPath`` -> 400) rather than normalised, so a catch-all can never receive a path-traversal
-segment. A trailing slash is ignored (``/items/`` is ``/items``). A catch-all matches one or more
+segment ``a/b``). Decoding is strict UTF-8; a segment that is, or decodes to, ``.`` or ``..`` is
+refused (``BadPath`` -> 400) rather than normalised, and so is a segment whose encoded slashes or
+backslashes make such a part (``..%2F..%2Fetc``): a handler joining a catch-all's values into a
+file path can never climb out of its folder. A trailing slash is ignored (``/items/`` is ``/items``). A catch-all matches one or more
 segments and its value is the list of them.
 
 Routes without parameters are also kept in a dict keyed by their raw path (with and without the
@@ -145,6 +146,9 @@ def split_path(raw_path: bytes) -> list[str]:
             del segments[-1]
         if "." in segments or ".." in segments:
             raise BadPath(f"the path segment {'..' if '..' in segments else '.'!r} is not allowed")
+        if b"\\" in text:
+            for segment in segments:
+                _check_parts(segment)
         return segments
     parts = text.split(b"/")
     if parts[0] == b"":
@@ -157,7 +161,19 @@ def split_path(raw_path: bytes) -> list[str]:
             segment = unquote_to_bytes(part).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadPath("the path is not valid UTF-8 after percent-decoding") from exc
-        if segment in (".", ".."):
-            raise BadPath(f"the path segment {segment!r} is not allowed")
+        _check_parts(segment)
         decoded.append(segment)
     return decoded
+
+
+_DOTS = frozenset({".", ".."})
+
+
+def _check_parts(segment: str) -> None:
+    """Refuse a segment that is ``.``/``..`` or holds one between (encoded) slashes."""
+    if segment in _DOTS:
+        raise BadPath(f"the path segment {segment!r} is not allowed")
+    if "/" in segment or "\\" in segment:
+        parts = segment.replace("\\", "/").split("/")
+        if not _DOTS.isdisjoint(parts):
+            raise BadPath(f"the path segment {segment!r} holds a '.' or '..' part")
