@@ -326,6 +326,7 @@ class _HandlerChecks:
                     relative,
                     line,
                     f"config['status_route'] must be True or False, got {raw['status_route']!r}",
+                    "write config['status_route'] = True (or leave it out)",
                 )
         if values.get("status_route") and values.get("keep_results") == 0:
             ok = False
