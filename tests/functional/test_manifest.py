@@ -175,6 +175,32 @@ def test_socket_handlers_and_middleware(make_project: MakeProject) -> None:
     assert fallback is not None and fallback.action == "$default"
 
 
+def test_socket_timeout_is_bounded_by_api_gateway(make_project: MakeProject) -> None:
+    """API Gateway stops waiting for a WebSocket integration at 29 s: a longer timeout is a load
+    error, and the default fits."""
+    root = make_project(
+        {
+            "socket/index.py": "def handler(data): ...\n",
+            "socket/slow.py": "config = {'timeout': 60}\ndef handler(data): ...\n",
+        }
+    )
+    problem = one_problem(root)
+    assert problem.startswith("socket/slow.py:1: config['timeout'] must be seconds")
+    assert "at most 29 (API Gateway's WebSocket integration timeout" in problem
+    (root / "socket/slow.py").unlink()
+    root = make_project(
+        {
+            "socket/ok.py": "config = {'timeout': 29}\ndef handler(data): ...\n",
+            "schedules/long.py": "schedule = 'daily'\nconfig = {'timeout': 600}\ndef handler(): ...\n",
+        }
+    )
+    manifest = scan(root)
+    assert manifest.socket is not None
+    assert [h.config.timeout for h in manifest.socket.handlers] == [29, 29]
+    long = manifest.schedule("long")
+    assert long is not None and long.config.timeout == 600
+
+
 def test_schedule_without_schedule(make_project: MakeProject) -> None:
     root = make_project({"schedules/digest.py": "def handler(job): ...\n"})
     problem = one_problem(root)
@@ -189,6 +215,8 @@ def test_schedule_without_schedule(make_project: MakeProject) -> None:
         ("* * *", "has 3 fields"),
         ("rate(5 fortnights)", "not a valid rate"),
         ("0 0 1 * 1", "cannot express"),
+        ("0 9 * * 1#1,5#3", "allows one '#' (nth weekday)"),
+        ("*/90 * * * *", "the step /90 in the minute field"),
     ],
 )
 def test_invalid_schedule(make_project: MakeProject, expression: str, message: str) -> None:
@@ -228,6 +256,9 @@ def test_schedules(make_project: MakeProject) -> None:
         ("{'accepts': 'json'}", "config['accepts'] must be a list of media types"),
         ("{'cache': -1}", "config['cache'] must be seconds"),
         ("{'cors': 'yes'}", "config['cors'] must be"),
+        ("{'cors': {'max_age': 172800}}", "must be -1 (no caching) to 86400 seconds"),
+        ("{'cors': {'max_age': -2}}", "API Gateway's range, got -2"),
+        ("{'cors': {'max_age': True}}", "config['cors'] must be"),
         ("{'methods': ['GET']}", "only applies to a module-level handler"),
         ("['timeout', 5]", "config must be a dict, got list"),
     ],
@@ -286,9 +317,13 @@ def test_route_config_values(make_project: MakeProject) -> None:
             "'cors': {'origins': ['https://a.example']}}\ndef get(): ...\n",
             "api/any.py": "config = {'methods': ['get', 'post']}\ndef handler(request): ...\n",
             "api/all.py": "def handler(request): ...\n",
+            "api/nocache.py": "config = {'cors': {'max_age': -1}}\ndef get(): ...\n",
+            "api/day.py": "config = {'cors': {'max_age': 86400}}\ndef get(): ...\n",
         }
     )
     by_path = {r.path: r for r in scan(root).routes}
+    assert by_path["/nocache"].config.cors.max_age == -1
+    assert by_path["/day"].config.cors.max_age == 86400
     config = by_path["/"].config
     assert config.timeout == 5
     assert config.accepts == ("application/json",)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -61,9 +62,52 @@ def test_not_a_string() -> None:
 
 
 def test_both_day_fields_cannot_go_to_aws() -> None:
-    expression = parse_schedule("0 0 1 * 1")
     with pytest.raises(ScheduleError, match="two schedule files"):
-        expression.aws_expression()
+        parse_schedule("0 0 1 * 1")
+    with pytest.raises(ScheduleError, match="two schedule files"):
+        parse_schedule("0 0 */2 * MON")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # EventBridge takes one nth-weekday term; cron's list used to become "2#1,6#3"
+        ("0 9 * * 1#1,5#3", "allows one '#' (nth weekday) or 'L' (last weekday) term"),
+        ("0 9 * * 1#1,3", "on its own in the field"),
+        ("0 9 * * 5L,1", "on its own in the field"),
+        ("*/90 * * * *", "the step /90 in the minute field is not smaller than the field's 60"),
+        ("0 */30 * * *", "the step /30 in the hour field is not smaller than the field's 24"),
+        ("0 0-23/24 * * *", "/24 in the hour field"),
+        ("0 0 */31 * *", "/31 in the day-of-month field"),
+        ("0 0 1 */12 *", "/12 in the month field"),
+        ("0 0 * * */7", "/7 in the day-of-week field"),
+        ("0 0 LW * *", "does not pass 'LW'"),
+        ("0 0 1,L * *", "takes 'L' (the last day of the month) only on its own"),
+    ],
+)
+def test_what_eventbridge_refuses_is_refused_at_parse(source: str, message: str) -> None:
+    """The parser is shared by qr dev's scheduler and the Terraform model: an expression AWS
+    would refuse at apply time never parses, so it fails the same way in both."""
+    with pytest.raises(ScheduleError, match=re.escape(message)) as info:
+        parse_schedule(source)
+    assert str(info.value).startswith(repr(source))
+
+
+@pytest.mark.parametrize(
+    ("source", "aws"),
+    [
+        ("0 9 * * 1#1", "cron(0 9 ? * 2#1 *)"),
+        ("0 9 * * 5L", "cron(0 9 ? * 6L *)"),
+        ("0 0 L * *", "cron(0 0 L * ? *)"),
+        ("*/59 * * * *", "cron(*/59 * * * ? *)"),
+        ("0 */23 * * *", "cron(0 */23 * * ? *)"),
+        ("0 0 */30 * *", "cron(0 0 */30 * ? *)"),
+        ("0 0 1 */11 *", "cron(0 0 1 */11 ? *)"),
+        ("0 0 * * */6", "cron(0 0 ? * 1,7 *)"),
+    ],
+)
+def test_edges_eventbridge_accepts(source: str, aws: str) -> None:
+    assert parse_schedule(source).aws_expression() == aws
 
 
 def test_next_run_cron_weekday_sunday() -> None:

@@ -51,6 +51,12 @@ SOCKET_HOOKS: Mapping[str, frozenset[str]] = {
 HTTP_TIMEOUT_MAX = 29
 JOB_TIMEOUT_MAX = 900
 KEEP_RESULTS_MAX = 365 * 86_400
+SOCKET_TIMEOUT_MAX = 29
+"""API Gateway stops waiting for a WebSocket integration after 29 s, a quota that cannot be raised
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html)."""
+CORS_MAX_AGE = (-1, 86400)
+"""API Gateway HTTP APIs take a CORS ``maxAge`` of -1 (no caching) to 86400 seconds (API Gateway V2
+API reference, ``Cors``: https://docs.aws.amazon.com/apigatewayv2/latest/api-reference/apis-apiid.html)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,11 @@ class _HandlerChecks:
                 bad(
                     "cors",
                     "True, False or a dict with origins/headers/expose_headers/credentials/max_age",
+                )
+            elif isinstance(cors, str):
+                ok = False
+                self.fail(
+                    relative, line, cors, "browsers cap it lower anyway (2 hours in Chromium)"
                 )
             else:
                 values["cors"] = cors
@@ -353,22 +364,32 @@ class _HandlerChecks:
 
     # -- socket/ -------------------------------------------------------------------------
 
-    def job_config(self, relative: str, module: ModuleType) -> JobConfig | None:
+    def job_config(
+        self, relative: str, module: ModuleType, *, socket: bool = False
+    ) -> JobConfig | None:
+        """``config`` of a schedule, or of a socket handler (``socket=True``: at most 29 s)."""
+        maximum = SOCKET_TIMEOUT_MAX if socket else JOB_TIMEOUT_MAX
+        default = SOCKET_TIMEOUT_MAX if socket else JobConfig.timeout
+        why = (
+            "API Gateway's WebSocket integration timeout; push a queue job for longer work"
+            if socket
+            else "Lambda's limit"
+        )
         raw = self.config_dict(
-            relative, module, {"timeout": f"seconds, default 30, max {JOB_TIMEOUT_MAX}"}
+            relative, module, {"timeout": f"seconds, default {default:g}, max {maximum}"}
         )
         if raw is None:
             return None
         if "timeout" not in raw:
-            return JobConfig()
+            return JobConfig(default)
         timeout = raw["timeout"]
-        if _is_number(timeout) and 0 < timeout <= JOB_TIMEOUT_MAX:
+        if _is_number(timeout) and 0 < timeout <= maximum:
             return JobConfig(float(timeout))
         self.fail(
             relative,
             self.line_of(relative, "config"),
-            f"config['timeout'] must be seconds above 0 and at most {JOB_TIMEOUT_MAX}, got {timeout!r}",
-            f"set config['timeout'] to a number of seconds up to {JOB_TIMEOUT_MAX} (Lambda's limit)",
+            f"config['timeout'] must be seconds above 0 and at most {maximum} ({why}), got {timeout!r}",
+            f"set config['timeout'] to a number of seconds up to {maximum}",
         )
         return None
 
@@ -397,7 +418,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _cors(value: object) -> Cors | None:
+def _cors(value: object) -> Cors | str | None:
+    """The CORS settings, ``None`` for a malformed value, or the message of a value out of range."""
     if value is True:
         return Cors()
     if value is False:
@@ -419,9 +441,16 @@ def _cors(value: object) -> Cors | None:
             return None
         values["credentials"] = value["credentials"]
     if "max_age" in value:
-        if not isinstance(value["max_age"], int) or value["max_age"] < 0:
+        max_age = value["max_age"]
+        low, high = CORS_MAX_AGE
+        if isinstance(max_age, bool) or not isinstance(max_age, int):
             return None
-        values["max_age"] = value["max_age"]
+        if not low <= max_age <= high:
+            return (
+                f"config['cors']['max_age'] must be {low} (no caching) to {high} seconds, "
+                f"API Gateway's range, got {max_age}"
+            )
+        values["max_age"] = max_age
     return Cors(**values)
 
 

@@ -42,6 +42,7 @@ from qr.runtime.handler_config import (
     SCHEDULE_INJECTABLES,
     SOCKET_HOOKS,
     SOCKET_INJECTABLES,
+    SOCKET_TIMEOUT_MAX,
     Backoff,
     Cors,
     JobConfig,
@@ -584,7 +585,7 @@ class _Scanner(_HandlerChecks):
             SOCKET_INJECTABLES,
             "def handler(data, connection_id, user): ...",
         ):
-            config = self.job_config(relative, module)
+            config = self.job_config(relative, module, socket=True)
             if config is not None:
                 action = "$default" if name == "index" else name
                 handlers.append(
@@ -674,6 +675,7 @@ __all__ = [
     "SCHEDULE_INJECTABLES",
     "SOCKET_HOOKS",
     "SOCKET_INJECTABLES",
+    "SOCKET_TIMEOUT_MAX",
     "Backoff",
     "Cors",
     "JobConfig",

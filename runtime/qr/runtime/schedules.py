@@ -10,6 +10,15 @@ Users write one of:
 Cron parsing and matching is cronsim's (no hand-written matcher); this module only normalises,
 and translates to EventBridge's 6-field ``cron()`` where the weekday is 1 = Sunday and one of
 day-of-month / day-of-week must be ``?``.
+
+``parse_schedule`` is the one gate for ``qr dev`` (which fires schedules through cronsim) and
+``qr build`` (which renders ``cron()``): a cron expression EventBridge would refuse at apply time
+is refused here, so a schedule that runs locally also deploys. EventBridge's rules
+(https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html#cron-based, and the
+field table in https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cron-expressions.html):
+day-of-month and day-of-week cannot both be restricted; ``L`` alone in day-of-month (qr does not
+pass ``LW``, which AWS does not document); at most one ``#`` (nth weekday) or ``<day>L`` (last
+weekday) term, alone, in day-of-week; and an increment no larger than its field's range.
 """
 
 from __future__ import annotations
@@ -30,6 +39,14 @@ SHORTHANDS = {
 _RATE_RE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_FIELDS = (
+    # name, number of values (a step must be smaller), what to write instead
+    ("minute", 60, "rate(N minutes) or a list of minutes"),
+    ("hour", 24, "rate(N hours) or a list of hours"),
+    ("day-of-month", 31, "rate(N days) or a list of days"),
+    ("month", 12, "a list of months"),
+    ("day-of-week", 7, "a list of days"),
+)
 
 
 class ScheduleError(ValueError):
@@ -83,11 +100,7 @@ class ScheduleExpression:
             return self.normalized
         assert self.cron is not None
         minute, hour, dom, month, dow = self.cron.split()
-        if dom != "*" and dow != "*":
-            raise ScheduleError(
-                f"{self.cron!r} restricts both day-of-month and day-of-week; cron runs when either "
-                "matches but AWS cron() cannot express that. Use two schedule files, one per field"
-            )
+        _check_aws(self.cron)  # parse_schedule already did; a hand-built expression may not have
         if dow == "*":
             return f"cron({minute} {hour} {dom} {month} ? *)"
         return f"cron({minute} {hour} ? {month} {_aws_weekdays(dow)} *)"
@@ -131,7 +144,43 @@ def parse_schedule(expression: object) -> ScheduleExpression:
         CronSim(cron, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
         raise ScheduleError(f"{source!r} is not a valid cron expression: {exc}") from None
+    try:
+        _check_aws(cron)
+    except ScheduleError as exc:
+        raise ScheduleError(f"{source!r}: {exc}") from None
     return ScheduleExpression(source, "cron", cron=cron)
+
+
+def _check_aws(cron: str) -> None:
+    """Raise ``ScheduleError`` for a cron expression (valid for cronsim) that EventBridge refuses."""
+    fields = cron.split()
+    dom, dow = fields[2], fields[4]
+    if dom != "*" and dow != "*":
+        raise ScheduleError(
+            "it restricts both day-of-month and day-of-week; cron runs when either matches, but "
+            "AWS cron() cannot express that (one of the two must be '?'). Use two schedule files, "
+            "one per field"
+        )
+    for (name, size, instead), field in zip(_FIELDS, fields, strict=True):
+        for term in field.split(","):
+            _, _, step = term.partition("/")
+            if step and int(step) >= size:
+                raise ScheduleError(
+                    f"the step /{step} in the {name} field is not smaller than the field's "
+                    f"{size} values, which AWS cron() refuses; use {instead}"
+                )
+    if "L" in dom and dom != "L":
+        raise ScheduleError(
+            f"day-of-month {dom!r}: AWS cron() takes 'L' (the last day of the month) only on its "
+            "own, and qr does not pass 'LW'; use 'L' alone or list the days"
+        )
+    terms = dow.split(",")
+    special = [t for t in terms if "#" in t or t.endswith("L")]
+    if special and len(terms) > 1:
+        raise ScheduleError(
+            f"day-of-week {dow!r}: AWS cron() allows one '#' (nth weekday) or 'L' (last weekday) "
+            "term, on its own in the field; use one schedule file per term"
+        )
 
 
 def _aws_weekdays(field: str) -> str:
