@@ -310,6 +310,43 @@ def test_queue_job_state_config(make_project: MakeProject) -> None:
     assert (configs["c"].keep_results, configs["c"].status_route) == (86_400, False)
 
 
+def test_queue_batches_fit_one_lambda_invocation(make_project: MakeProject) -> None:
+    """A FIFO batch runs its jobs one after another, a standard one `concurrency` at a time, and
+    the whole batch must finish inside Lambda's 900 s: an explicit batch_size that cannot is a
+    load error naming the queue; the default batch shrinks to what fits."""
+    root = make_project(
+        {
+            "queues/orders.fifo.py": "config = {'timeout': 120, 'batch_size': 10}\n"
+            "def handler(payload): ...\n",
+            "queues/wide.py": "config = {'timeout': 300, 'batch_size': 10, 'concurrency': 2}\n"
+            "def handler(payload): ...\n",
+        }
+    )
+    found = problems(root)
+    assert len(found) == 2, found
+    fifo, wide = sorted(found)
+    assert fifo.startswith("queues/orders.fifo.py:1: config['batch_size'] 10 does not fit")
+    assert "one job after another, so a batch may take 10 x 120 s + 5 s = 1205 s" in fifo
+    assert "over Lambda's 900 s maximum" in fifo
+    assert "use a batch_size of at most 7, or a shorter timeout" in fifo
+    assert "2 jobs at a time, so a batch may take 5 x 300 s + 5 s = 1505 s" in wide
+    assert "at most 4, or a shorter timeout or a higher concurrency" in wide
+    for name in ("orders.fifo", "wide"):
+        (root / f"queues/{name}.py").unlink()
+    make_project(
+        {
+            "queues/slow.fifo.py": "config = {'timeout': 120}\ndef handler(payload): ...\n",
+            "queues/long.fifo.py": "config = {'timeout': 900}\ndef handler(payload): ...\n",
+            "queues/fits.fifo.py": "config = {'timeout': 60, 'batch_size': 10}\n"
+            "def handler(payload): ...\n",
+            "queues/wide.py": "config = {'timeout': 300, 'concurrency': 3}\n"
+            "def handler(payload): ...\n",
+        }
+    )
+    sizes = {q.name: q.config.batch_size for q in scan(root).queues}
+    assert sizes == {"fits.fifo": 10, "long.fifo": 1, "slow.fifo": 7, "wide": 6}
+
+
 def test_route_config_values(make_project: MakeProject) -> None:
     root = make_project(
         {

@@ -136,16 +136,27 @@ def test_queues(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
     assert orders["fifo_queue"] is True and dlq["fifo_queue"] is True
     assert orders["content_based_deduplication"] is True
     assert orders["sqs_managed_sse_enabled"] is True
-    # 6 x the 120 s job timeout; also >= the function timeout (125 s).
-    assert orders["visibility_timeout_seconds"] == 720
+    # A FIFO batch runs its jobs one after another: 5 x 120 s + 5 s is the function timeout,
+    # and every queue's visibility timeout is 6 x the function timeout (AWS's advice).
+    function = resources(parsed["fifo-only"], "aws_lambda_function")["app"]
+    assert function["timeout"] == 605
+    assert orders["visibility_timeout_seconds"] == 3630
+    assert queues["profile_updates_fifo"]["visibility_timeout_seconds"] == 3630
     assert "maxReceiveCount = 5" in orders["redrive_policy"]
-    mapping = resources(parsed["fifo-only"], "aws_lambda_event_source_mapping")["orders_fifo"]
+    mappings = resources(parsed["fifo-only"], "aws_lambda_event_source_mapping")
+    mapping = mappings["orders_fifo"]
     assert mapping["batch_size"] == 5
     assert "maximum_batching_window_in_seconds" not in mapping
     assert mapping["scaling_config"][0]["maximum_concurrency"] == 10
-    # Short jobs still get a visibility timeout of at least the function timeout (600 s + 5).
+    assert mappings["profile_updates_fifo"]["batch_size"] == 10  # 10 x 30 s fits
+    # A standard batch runs `concurrency` jobs at a time: 10 jobs of 600 s, 2 at a time, cannot
+    # fit in 900 s, so the default batch shrinks to one wave of 2.
     no_sockets = resources(parsed["no-sockets"], "aws_sqs_queue")
-    assert no_sockets["emails"]["visibility_timeout_seconds"] == 3600
+    assert no_sockets["emails"]["visibility_timeout_seconds"] == 6 * 605
+    assert (
+        resources(parsed["no-sockets"], "aws_lambda_event_source_mapping")["emails"]["batch_size"]
+        == 2
+    )
     assert "fifo_queue" not in no_sockets["emails"]
 
 

@@ -84,7 +84,13 @@ def test_model_rules_guard_the_model(make_project: MakeProject) -> None:
         model,
         queues=(
             dataclasses.replace(
-                fifo, visibility_timeout=30, batch_size=11, batching_window=5, dlq_name="x-dlq"
+                fifo,
+                visibility_timeout=30,
+                batch_size=11,
+                batching_window=5,
+                dlq_name="x-dlq",
+                batch_seconds=335,
+                waves=11,
             ),
             dataclasses.replace(
                 standard, batch_size=20, batching_window=None, maximum_concurrency=1
@@ -95,8 +101,11 @@ def test_model_rules_guard_the_model(make_project: MakeProject) -> None:
         check(broken, manifest.config.stage())
     text = "\n".join(str(p) for p in info.value.problems)
     assert (
-        "queues/orders.fifo.py: queue 'orders.fifo': visibility timeout 30s is below 180s" in text
+        "queues/orders.fifo.py: queue 'orders.fifo': visibility timeout 30s is below 1830s "
+        "(6x the function timeout" in text
     )
+    assert model.function.timeout == 305  # a FIFO batch of 10 x 30 s, one after another
+    assert "a batch of 11 may run 11 x 30s in one invocation (335s with the margin)" in text
     assert "a FIFO queue needs a FIFO dead-letter queue" in text
     assert "batch_size 11 is above 10, the FIFO maximum" in text
     assert "FIFO queues take no batching window" in text

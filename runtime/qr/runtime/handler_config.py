@@ -8,8 +8,9 @@ reads (``Route.config``, ``Queue.config`` ...); they are re-exported by ``qr.run
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, Literal
 
@@ -50,7 +51,11 @@ SOCKET_HOOKS: Mapping[str, frozenset[str]] = {
 
 HTTP_TIMEOUT_MAX = 29
 JOB_TIMEOUT_MAX = 900
+"""Lambda's maximum function timeout (https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html)."""
 KEEP_RESULTS_MAX = 365 * 86_400
+FUNCTION_MARGIN = 5
+"""Seconds the function outlives its longest handler (or queue batch), so the runtime can report
+a timeout and answer SQS's ``batchItemFailures``."""
 SOCKET_TIMEOUT_MAX = 29
 """API Gateway stops waiting for a WebSocket integration after 29 s, a quota that cannot be raised
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html)."""
@@ -98,6 +103,35 @@ class QueueConfig:
     """Seconds a finished job's state (status, result, error) is kept; 0 keeps no state."""
     status_route: bool = False
     """``queue.http`` answers with ``Location: /_jobs/{id}``, and that route serves the state."""
+
+
+def batch_waves(config: QueueConfig, *, fifo: bool) -> int:
+    """How many job timeouts one full batch may take on Lambda (``qr.runtime.aws.batch``): a FIFO
+    batch runs one job after another; a standard batch runs ``concurrency`` jobs at a time."""
+    if fifo:
+        return config.batch_size
+    return math.ceil(config.batch_size / max(1, config.concurrency))
+
+
+def batch_seconds(config: QueueConfig, *, fifo: bool) -> int:
+    """The function timeout a full batch needs: its waves of ``timeout`` plus the margin."""
+    return batch_waves(config, fifo=fifo) * math.ceil(config.timeout) + FUNCTION_MARGIN
+
+
+def fitting_batch_size(config: QueueConfig, *, fifo: bool) -> int:
+    """The largest batch size up to ``config.batch_size`` whose batch fits in Lambda's 900 s.
+
+    A batch that runs in one wave always fits: its jobs are bounded by the function itself, as
+    any single handler is. 1 when nothing larger fits.
+    """
+    for size in range(config.batch_size, 1, -1):
+        candidate = replace(config, batch_size=size)
+        if (
+            batch_waves(candidate, fifo=fifo) == 1
+            or batch_seconds(candidate, fifo=fifo) <= JOB_TIMEOUT_MAX
+        ):
+            return size
+    return 1
 
 
 @dataclass(frozen=True)
@@ -360,7 +394,30 @@ class _HandlerChecks:
                 )
             else:
                 values["backoff"] = backoff
-        return QueueConfig(**values) if ok else None
+        if not ok:
+            return None
+        config = QueueConfig(**values)
+        fitted = fitting_batch_size(config, fifo=fifo)
+        if fitted == config.batch_size:
+            return config
+        if "batch_size" not in raw:
+            return replace(config, batch_size=fitted)  # the default shrinks to what fits
+        how = (
+            "a FIFO queue runs its batch one job after another"
+            if fifo
+            else f"this queue runs its batch {config.concurrency} jobs at a time"
+        )
+        waves = batch_waves(config, fifo=fifo)
+        self.fail(
+            relative,
+            line,
+            f"config['batch_size'] {config.batch_size} does not fit in one Lambda invocation: {how}, "
+            f"so a batch may take {waves} x {config.timeout:g} s + {FUNCTION_MARGIN} s = "
+            f"{batch_seconds(config, fifo=fifo)} s, over Lambda's {JOB_TIMEOUT_MAX} s maximum",
+            f"use a batch_size of at most {fitted}, or a shorter timeout"
+            + ("" if fifo else " or a higher concurrency"),
+        )
+        return None
 
     # -- socket/ -------------------------------------------------------------------------
 

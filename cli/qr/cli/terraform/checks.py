@@ -203,12 +203,19 @@ def _queue(model: TerraformModel, queue: Queue) -> Iterator[Problem]:
     def problem(message: str, hint: str) -> Problem:
         return Problem(queue.file, None, f"queue {queue.name!r}: {message}", hint)
 
-    needed = max(VISIBILITY_FACTOR * queue.job_timeout, model.function.timeout)
+    needed = min(VISIBILITY_MAX, VISIBILITY_FACTOR * model.function.timeout)
     if queue.visibility_timeout < needed:
         yield problem(
-            f"visibility timeout {queue.visibility_timeout}s is below {needed:g}s "
-            f"({VISIBILITY_FACTOR}x the job timeout and at least the function timeout)",
+            f"visibility timeout {queue.visibility_timeout}s is below {needed}s "
+            f"({VISIBILITY_FACTOR}x the function timeout, AWS's advice for event source mappings)",
             "this is a bug in qr's Terraform model; please report it",
+        )
+    if queue.waves > 1 and queue.batch_seconds > model.function.timeout:
+        yield problem(
+            f"a batch of {queue.batch_size} may run {queue.waves} x {queue.job_timeout:g}s in one "
+            f"invocation ({queue.batch_seconds}s with the margin), longer than the function "
+            f"timeout {model.function.timeout}s; later jobs would time out without running",
+            f"use a smaller config['batch_size'] (at most {LAMBDA_TIMEOUT_MAX}s per batch)",
         )
     if queue.visibility_timeout > VISIBILITY_MAX:
         yield problem(

@@ -9,13 +9,15 @@ Decisions made here, in order:
 1. names: prefix ``<name>-<stage>``; function, log group, SSM path, queues and DLQs exactly as
    the shared contract spells them; internal names (roles, APIs, table) that could pass AWS
    limits are shortened with a hash suffix;
-2. the function: one Lambda for every handler, timeout = longest handler timeout + a margin
-   (at most 900 s), memory from the stage or the project, environment (the ``QR_*`` contract
-   plus the stage's ``env``);
-3. per queue: FIFO attributes, visibility timeout (>= 6 x the job timeout and >= the function
-   timeout, which AWS enforces when it creates the event source mapping), redrive to a DLQ of
-   the same kind with ``maxReceiveCount = max_attempts``, batch size, batching window (never for
-   FIFO), maximum concurrency;
+2. the function: one Lambda for every handler, timeout = the longest time one invocation may
+   need + a margin (at most 900 s): a handler's timeout, or a queue's whole batch (a FIFO batch
+   runs its jobs one after another, a standard one ``concurrency`` at a time; the manifest has
+   already shrunk batches to fit 900 s), memory from the stage or the project, environment (the
+   ``QR_*`` contract plus the stage's ``env``);
+3. per queue: FIFO attributes, visibility timeout (6 x the function timeout, AWS's advice for
+   event source mappings, which refuse anything below the function timeout), redrive to a DLQ
+   of the same kind with ``maxReceiveCount = max_attempts``, batch size, batching window (never
+   for FIFO), maximum concurrency;
 4. the HTTP API: one ``ANY`` route per handler file (the app answers 405 itself, as in
    ``qr dev``), API-level CORS when every route shares one CORS setting, else CORS by the app;
 5. the WebSocket API when ``socket/`` exists, with the connections table;
@@ -38,17 +40,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from qr.runtime.config import ProjectConfig, Stage
+from qr.runtime.handler_config import FUNCTION_MARGIN, JOB_TIMEOUT_MAX, batch_seconds, batch_waves
 from qr.runtime.manifest import Cors as RouteCors
 from qr.runtime.manifest import Manifest, Route
 
 HANDLER = "qr.runtime.aws.entry.handler"
 ALIAS = "current"
 BUNDLE = "${path.module}/../bundle.zip"
-TIMEOUT_MARGIN = 5
-"""Seconds the function outlives its longest handler, so the runtime can report a timeout."""
-LAMBDA_TIMEOUT_MAX = 900
+LAMBDA_TIMEOUT_MAX = JOB_TIMEOUT_MAX
 VISIBILITY_FACTOR = 6
+"""Queue visibility >= 6 x the function timeout, as AWS advises for SQS event source mappings
+(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html)."""
 VISIBILITY_MAX = 43200
+"""SQS's maximum visibility timeout, 12 hours
+(https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html)."""
 MESSAGE_RETENTION = 345600
 """Source queues keep a job 4 days (the SQS default, written out)."""
 DLQ_RETENTION = 1209600
@@ -109,6 +114,10 @@ class Queue:
     sqs_name: str
     dlq_name: str
     job_timeout: float
+    batch_seconds: int
+    """The function timeout one full batch needs (see ``batch_seconds``)."""
+    waves: int
+    """Job timeouts one batch may take in a row (the batch size for FIFO)."""
     visibility_timeout: int
     max_receive_count: int
     batch_size: int
@@ -456,8 +465,11 @@ def _handler_timeouts(manifest: Manifest) -> list[tuple[str, float]]:
 
 
 def _function_timeout(manifest: Manifest) -> int:
+    """Time for the longest handler, or the longest queue batch, plus the margin (<= 900 s)."""
     longest = max((t for _, t in _handler_timeouts(manifest)), default=0)
-    return min(LAMBDA_TIMEOUT_MAX, math.ceil(longest) + TIMEOUT_MARGIN)
+    needs = [math.ceil(longest) + FUNCTION_MARGIN]
+    needs += [batch_seconds(q.config, fifo=q.fifo) for q in manifest.queues]
+    return min(LAMBDA_TIMEOUT_MAX, max(needs))
 
 
 def _function(
@@ -504,7 +516,7 @@ def _queues(manifest: Manifest, names: Names, function_timeout: int) -> Iterable
         batch_size = queue.config.batch_size
         # A window is only needed (and only allowed) on standard queues taking batches over 10.
         window = 1 if not queue.fifo and batch_size > 10 else None
-        visibility = max(VISIBILITY_FACTOR * math.ceil(queue.config.timeout), function_timeout)
+        visibility = VISIBILITY_FACTOR * function_timeout
         yield Queue(
             name=queue.name,
             file=queue.file,
@@ -513,6 +525,8 @@ def _queues(manifest: Manifest, names: Names, function_timeout: int) -> Iterable
             sqs_name=f"{names.prefix}-{base}{suffix}",
             dlq_name=f"{names.prefix}-{base}-dlq{suffix}",
             job_timeout=queue.config.timeout,
+            batch_seconds=batch_seconds(queue.config, fifo=queue.fifo),
+            waves=batch_waves(queue.config, fifo=queue.fifo),
             visibility_timeout=min(VISIBILITY_MAX, visibility + (window or 0)),
             max_receive_count=queue.config.max_attempts,
             batch_size=batch_size,
