@@ -160,16 +160,65 @@ def test_queues(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
     assert "fifo_queue" not in no_sockets["emails"]
 
 
-def test_many_queues_use_the_stage_wildcard(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+def test_queue_permissions_name_every_queue(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """No wildcard: `<project>-<stage>-*` would also match stage `prod-eu` next to `prod`, or
+    project `app-prod` next to project `app` stage `prod`. 100 queues do not fit the 10,240
+    characters of a role's inline policies, so they go into managed policies."""
     tree = parsed["many-queues"]
     assert len(resources(tree, "aws_sqs_queue")) == 200
     assert len(resources(tree, "aws_lambda_event_source_mapping")) == 100
-    policy = tree["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]
-    queues = next(s for s in policy["statement"] if s["sid"] == "Queues")
-    assert queues["resources"] == [
-        "arn:${local.partition}:sqs:${local.region}:${local.account_id}:many-queues-production-*"
+    documents = tree["function.tf"]["data"]
+    inline = next(d for d in documents if "function" in d.get("aws_iam_policy_document", {}))
+    sids = [s["sid"] for s in inline["aws_iam_policy_document"]["function"]["statement"]]
+    assert "Queues" not in sids
+    listed: list[str] = []
+    for label in ("queues_1", "queues_2"):
+        document = next(d for d in documents if label in d.get("aws_iam_policy_document", {}))
+        statement = document["aws_iam_policy_document"][label]["statement"][0]
+        listed += statement["resources"]
+        assert statement["actions"] == [
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+            "sqs:SendMessage",
+        ]
+    assert sorted(listed) == sorted(
+        f"${{aws_sqs_queue.{label}.arn}}"
+        for label in resources(tree, "aws_sqs_queue")
+        if not label.endswith("_dlq")
+    )
+    policies = resources(tree, "aws_iam_policy")
+    assert sorted(p["name"] for p in policies.values()) == [
+        "many-queues-production-queues-1",
+        "many-queues-production-queues-2",
     ]
+    attachments = resources(tree, "aws_iam_role_policy_attachment")
+    assert {a["policy_arn"] for a in attachments.values()} == {
+        "${aws_iam_policy.queues_1.arn}",
+        "${aws_iam_policy.queues_2.arn}",
+    }
+    # The function and every mapping wait for the attachments (Lambda checks the role).
+    function = resources(tree, "aws_lambda_function")["app"]
+    assert "${aws_iam_role_policy_attachment.queues_2}" in function["depends_on"]
+    for mapping in resources(tree, "aws_lambda_event_source_mapping").values():
+        assert "${aws_iam_role_policy_attachment.queues_1}" in mapping["depends_on"]
     assert len(outputs(tree)["queue_urls"]["value"]) == 100
+    # A project with a few queues lists them in the inline policy.
+    fifo = parsed["fifo-only"]
+    statements = fifo["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]["statement"]
+    queues = next(s for s in statements if s["sid"] == "Queues")
+    assert queues["resources"] == [
+        "${aws_sqs_queue.orders_fifo.arn}",
+        "${aws_sqs_queue.profile_updates_fifo.arn}",
+    ]
+    assert resources(fifo, "aws_iam_policy") == {}
+    for tree in parsed.values():
+        for document in tree["function.tf"]["data"]:
+            for body in document.get("aws_iam_policy_document", {}).values():
+                for statement in body["statement"]:
+                    if statement["sid"].startswith("Queues"):
+                        assert not any("*" in r for r in statement["resources"])
 
 
 def test_http_api(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:

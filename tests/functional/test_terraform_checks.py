@@ -123,3 +123,28 @@ def test_labels_and_fitted_names() -> None:
     long = fit_name("x" * 70 + "-scheduler", 64)
     assert len(long) == 64 and long == fit_name("x" * 70 + "-scheduler", 64)
     assert fit_name("short", 64) == "short"
+
+
+def test_iam_size_quotas(make_project: MakeProject) -> None:
+    """IAM's quotas: 10,240 characters of inline policy per role, 6,144 per managed policy, 10
+    managed policies per role (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)."""
+    manifest = scan(make_project({f"queues/{'q' * 36}{i:02d}.py": QUEUE for i in range(100)}))
+    model = build_model(manifest)
+    assert model.policy_size < 10240 and len(model.managed_policies) == 2
+    assert all(40 + p.statement.size <= 6144 for p in model.managed_policies)
+    assert sum(len(p.statement.resources) for p in model.managed_policies) == 100
+    policy = model.managed_policies[0]
+    crowded = dataclasses.replace(model, managed_policies=(policy,) * 11)
+    big = dataclasses.replace(
+        policy, statement=dataclasses.replace(policy.statement, sizes=(11000,))
+    )
+    inline = dataclasses.replace(model, statements=(*model.statements, big.statement))
+    with pytest.raises(ProjectError) as info:
+        check(crowded, manifest.config.stage())
+    text = "\n".join(str(p) for p in info.value.problems)
+    assert "100 queues need 11 IAM policies to list them; a role takes 10 managed policies" in text
+    with pytest.raises(ProjectError) as info:
+        check(dataclasses.replace(inline, managed_policies=(big,)), manifest.config.stage())
+    text = "\n".join(str(p) for p in info.value.problems)
+    assert "inline policy would have about" in text and "IAM allows 10240" in text
+    assert "proj-production-queues-1' would have about" in text and "IAM allows 6144" in text

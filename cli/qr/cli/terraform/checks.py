@@ -14,6 +14,9 @@ from collections.abc import Iterator
 
 from qr.cli.terraform.model import (
     LAMBDA_TIMEOUT_MAX,
+    MANAGED_POLICIES_PER_ROLE,
+    MANAGED_POLICY_SIZE_MAX,
+    ROLE_POLICY_SIZE_MAX,
     VISIBILITY_FACTOR,
     VISIBILITY_MAX,
     Expr,
@@ -52,6 +55,7 @@ def check(model: TerraformModel, stage: Stage) -> None:
     problems = [
         *_names(model),
         *_function(model),
+        *_iam(model),
         *_environment(model, stage),
         *_domain(model, stage),
     ]
@@ -133,6 +137,36 @@ def _function(model: TerraformModel) -> Iterator[Problem]:
                 f"config['timeout'] {timeout:g}s is longer than the function timeout {function.timeout}s",
                 f"use at most {function.timeout} seconds",
             )
+
+
+def _iam(model: TerraformModel) -> Iterator[Problem]:
+    """IAM's size quotas (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)."""
+    if model.policy_size > ROLE_POLICY_SIZE_MAX:
+        yield Problem(
+            CONFIG_FILE,
+            None,
+            f"the function role's inline policy would have about {model.policy_size} characters; "
+            f"IAM allows {ROLE_POLICY_SIZE_MAX}",
+            "this is a bug in qr's Terraform model; please report it",
+        )
+    for policy in model.managed_policies:
+        size = 40 + policy.statement.size
+        if size > MANAGED_POLICY_SIZE_MAX:
+            yield Problem(
+                CONFIG_FILE,
+                None,
+                f"the managed policy {policy.name!r} would have about {size} characters; IAM "
+                f"allows {MANAGED_POLICY_SIZE_MAX}",
+                "this is a bug in qr's Terraform model; please report it",
+            )
+    if len(model.managed_policies) > MANAGED_POLICIES_PER_ROLE:
+        yield Problem(
+            "queues/",
+            None,
+            f"{len(model.queues)} queues need {len(model.managed_policies)} IAM policies to list "
+            f"them; a role takes {MANAGED_POLICIES_PER_ROLE} managed policies (IAM's default quota)",
+            "use fewer queues or shorter queue names (or split the project)",
+        )
 
 
 def _environment(model: TerraformModel, stage: Stage) -> Iterator[Problem]:

@@ -24,7 +24,8 @@ Decisions made here, in order:
 6. schedules (``never`` gets no resource), their group, role and dead-letter queue;
 7. the custom domain (HTTP on the domain, WebSocket on ``ws.<domain>``), with Route53 records
    when the stage names a zone, else the records to create as an output;
-8. IAM statements scoped to this stage's resources;
+8. IAM statements scoped to this stage's resources, each queue by its ARN (inline, or in
+   managed policies when the inline policy would pass IAM's size limit);
 9. the state backend.
 
 ``qr.cli.terraform.checks`` validates the result before anything is rendered.
@@ -63,9 +64,17 @@ HTTP_INTEGRATION_TIMEOUT_MS = 30000
 SCHEDULE_RETRY_ATTEMPTS = 3
 SCHEDULE_EVENT_AGE = 3600
 CONNECTION_TTL_ATTRIBUTE = "expires_at"
-POLICY_SIZE_BUDGET = 6000
-"""Characters of queue ARNs we list one by one before using the stage's ``<prefix>-*``
-wildcard: an IAM role's inline policies may hold 10,240 characters in all."""
+ROLE_POLICY_SIZE_MAX = 10240
+"""Non-whitespace characters all inline policies of one IAM role may hold together; a managed
+policy may hold 6,144 and a role takes 10 managed policies unless the quota is raised
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)."""
+MANAGED_POLICY_SIZE_MAX = 6144
+MANAGED_POLICIES_PER_ROLE = 10
+_ARN_PARTS = {"${local.partition}": 10, "${local.region}": 16, "${local.account_id}": 12}
+"""Longest values we assume for the parts of an ARN Terraform fills in (``aws-us-gov``,
+``ap-southeast-2`` with room to spare, a 12-digit account), so size estimates err high."""
+_REFERENCE_SIZE = 200
+"""Characters we count for an ARN read from another resource (a table, an API)."""
 
 
 class Expr(str):
@@ -312,6 +321,26 @@ class Statement:
     sid: str
     actions: tuple[str, ...]
     resources: tuple[str | Expr, ...]
+    sizes: tuple[int, ...] = ()
+    """Estimated length of each resource once Terraform fills it in (empty: estimate here)."""
+
+    @property
+    def size(self) -> int:
+        """Non-whitespace characters of this statement in the policy JSON, erring high."""
+        sizes = self.sizes or tuple(_resource_size(r) for r in self.resources)
+        return (
+            60 + len(self.sid) + sum(len(a) + 3 for a in self.actions) + sum(n + 3 for n in sizes)
+        )
+
+
+@dataclass(frozen=True)
+class ManagedPolicy:
+    """A customer-managed policy attached to the function's role, for statements that do not
+    fit in the role's inline policy (many queues)."""
+
+    label: str
+    name: str
+    statement: Statement
 
 
 @dataclass(frozen=True)
@@ -342,11 +371,26 @@ class TerraformModel:
     domain: Domain | None
     backend: Backend | None
     statements: tuple[Statement, ...]
+    managed_policies: tuple[ManagedPolicy, ...]
     urls: Urls
     locals: tuple[tuple[str, object], ...]
     tags: tuple[tuple[str, str], ...]
     env_file: str
     """Where the stage's env comes from, for error messages (``qr.yaml``)."""
+
+    @property
+    def policy_size(self) -> int:
+        """Estimated non-whitespace characters of the function role's inline policy."""
+        return 40 + sum(statement.size for statement in self.statements)
+
+    @property
+    def role_policies(self) -> tuple[Expr, ...]:
+        """What must exist before the function runs or a mapping is created: every policy of
+        the function's role."""
+        return (
+            Expr("aws_iam_role_policy.function"),
+            *(Expr(f"aws_iam_role_policy_attachment.{p.label}") for p in self.managed_policies),
+        )
 
     @property
     def queue_urls(self) -> tuple[tuple[str, Expr], ...]:
@@ -408,6 +452,7 @@ def build_model(manifest: Manifest, stage_name: str | None = None) -> TerraformM
         domain=domain,
         backend=_backend(config, stage),
         statements=(),
+        managed_policies=(),
         urls=urls,
         locals=_locals(config, stage, names, urls, websocket),
         tags=_tags(config, stage),
@@ -716,16 +761,66 @@ def _backend(config: ProjectConfig, stage: Stage) -> Backend | None:
     return Backend(bucket=config.backend.bucket, key=key, region=config.backend.region)
 
 
-def _queue_resources(model: TerraformModel) -> tuple[str | Expr, ...]:
-    arn_prefix = len("arn:aws:sqs:us-east-1:123456789012:") + 4
-    size = sum(arn_prefix + len(q.sqs_name) for q in model.queues)
-    if size <= POLICY_SIZE_BUDGET:
-        return tuple(q.arn for q in model.queues)
-    return (
-        Expr(
-            f'"arn:${{local.partition}}:sqs:${{local.region}}:${{local.account_id}}:{model.names.prefix}-*"'
-        ),
+def _resource_size(resource: str | Expr) -> int:
+    """Length of a policy resource once Terraform fills it in, erring high."""
+    if not isinstance(resource, Expr):
+        return len(resource)
+    if not resource.startswith('"'):
+        return _REFERENCE_SIZE
+    text = resource.strip('"')
+    for part, size in _ARN_PARTS.items():
+        text = text.replace(part, "x" * size)
+    return len(re.sub(r"\$\{[^}]*\}", "x" * _REFERENCE_SIZE, text))
+
+
+def _queue_arn_size(queue: Queue) -> int:
+    return len("arn::sqs:::") + sum(_ARN_PARTS.values()) + len(queue.sqs_name)
+
+
+_QUEUE_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+    "sqs:SendMessage",
+)
+
+
+def _queue_statement(sid: str, queues: Iterable[Queue]) -> Statement:
+    """Every queue by its own ARN: a ``<prefix>-*`` wildcard would also match another stage whose
+    name starts with this one's (``prod-eu`` for ``prod``) and another project whose name ends
+    like this one's prefix (``app-prod`` for project ``app``, stage ``prod``)."""
+    chosen = tuple(queues)
+    return Statement(
+        sid, _QUEUE_ACTIONS, tuple(q.arn for q in chosen), tuple(_queue_arn_size(q) for q in chosen)
     )
+
+
+def _with_queue_policies(model: TerraformModel, statements: list[Statement]) -> TerraformModel:
+    """The queue statement inline when the role's inline policy stays within IAM's 10,240
+    characters, else split over managed policies of at most 6,144 characters each."""
+    if not model.queues:
+        return replace(model, statements=tuple(statements))
+    # After Logs and Settings, where it has always been (a stable diff for existing stages).
+    queues = _queue_statement("Queues", model.queues)
+    inline = replace(model, statements=(*statements[:2], queues, *statements[2:]))
+    if inline.policy_size <= ROLE_POLICY_SIZE_MAX:
+        return inline
+    chunks: list[list[Queue]] = [[]]
+    for queue in model.queues:
+        candidate = _queue_statement("Queues", [*chunks[-1], queue])
+        if chunks[-1] and 40 + candidate.size > MANAGED_POLICY_SIZE_MAX:
+            chunks.append([])
+        chunks[-1].append(queue)
+    policies = tuple(
+        ManagedPolicy(
+            label=f"queues_{index}",
+            name=fit_name(f"{model.names.prefix}-queues-{index}", 128),
+            statement=_queue_statement(f"Queues{index}", chunk),
+        )
+        for index, chunk in enumerate(chunks, start=1)
+    )
+    return replace(model, statements=tuple(statements), managed_policies=policies)
 
 
 def _with_statements(model: TerraformModel) -> TerraformModel:
@@ -744,20 +839,6 @@ def _with_statements(model: TerraformModel) -> TerraformModel:
             ),
         ),
     ]  # fmt: skip
-    if model.queues:
-        statements.append(
-            Statement(
-                "Queues",
-                (
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:ReceiveMessage",
-                    "sqs:SendMessage",
-                ),
-                _queue_resources(model),
-            )
-        )
     if model.websocket:
         statements.append(
             Statement(
@@ -792,4 +873,4 @@ def _with_statements(model: TerraformModel) -> TerraformModel:
                 (Expr("aws_sqs_queue.schedules_dlq.arn"),),
             )
         )
-    return replace(model, statements=tuple(statements))
+    return _with_queue_policies(model, statements)
