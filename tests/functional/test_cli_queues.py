@@ -114,3 +114,32 @@ def test_stdin_payload_from_another_process(make_project: MakeProject) -> None:
     assert result.returncode == 0, result.stderr
     (claimed,) = Engine(root / DB_PATH).claim("emails", 1, 30)
     assert claimed.body == '{"from":"stdin"}'
+
+
+def test_purge_and_redrive_through_qr_queues(
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(FILES)
+    for n in range(3):
+        assert run(capsys, "dev", "queue", "emails", str(n), "-C", str(root))[0] == 0
+    engine = Engine(root / DB_PATH)
+    (claimed,) = engine.claim("emails", 1, 30)
+    engine.fail(claimed, "boom", max_attempts=1, backoff=Backoff("fixed", 0, 0, jitter=False))
+    engine.close()
+
+    code, out, err = run(capsys, "queues", "redrive", "emails", "-C", str(root))
+    assert code == 0, err
+    assert out == "ok: emails: moved 1 job back from the dead-letter queue\n"
+    code, out, err = run(capsys, "queues", "purge", "emails", "--yes", "-C", str(root), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"queue": "emails", "dead": False, "purged": 3, "stage": None}
+    code, out, _ = run(capsys, "queues", "-C", str(root), "--json")
+    assert json.loads(out)[0] == {
+        "queue": "emails",
+        "depth": 0,
+        "in_flight": 0,
+        "delayed": 0,
+        "dead": 0,
+    }
+    code, _, err = run(capsys, "queues", "purge", "nope", "--yes", "-C", str(root))
+    assert code == 1 and "there is no queue named 'nope'" in err

@@ -290,6 +290,40 @@ def test_redrive_moves_dead_jobs_back_as_new_jobs(engine: Engine) -> None:
     assert engine.redrive("f.fifo") == 0
 
 
+def test_purge_deletes_waiting_delayed_and_in_flight_jobs_of_one_queue(engine: Engine) -> None:
+    engine.push(job("a"))
+    (held,) = engine.claim("a", 1, 30)
+    waiting = engine.push(job("a")).job_id
+    engine.push(job("a", delay=60))
+    engine.push(fifo("g", "g0"))
+    (head,) = engine.claim("f.fifo", 1, 30)
+    engine.fail(head, "x", max_attempts=1, backoff=NO_WAIT)
+    engine.push(job("b"))
+
+    assert engine.purge("a") == 2 + 1
+    assert engine.purge("f.fifo") == 0
+    stats = {s.queue: (s.depth, s.in_flight, s.delayed, s.dead) for s in engine.stats(["a", "b"])}
+    assert stats["a"] == (0, 0, 0, 0)
+    assert stats["b"] == (1, 0, 0, 0)
+    assert stats["f.fifo"] == (0, 0, 0, 1)
+    state = engine.job_state(waiting)
+    assert state is not None and state.status == "cancelled"
+    assert state.error == {"type": "Purged", "message": "the queue a was purged"}
+    assert engine.ack(held) is False
+    assert engine.purge("f.fifo", dead=True) == 1
+    assert engine.dead_jobs("f.fifo") == []
+
+
+def test_purge_of_a_fifo_queue_unblocks_its_groups_for_new_jobs(engine: Engine) -> None:
+    engine.push(fifo("g", "g0"))
+    engine.push(fifo("g", "g1"))
+    engine.claim("f.fifo", 1, 30)
+    assert engine.purge("f.fifo") == 2
+    engine.push(fifo("g", "g2"))
+    (claimed,) = engine.claim("f.fifo", 10, 30)
+    assert claimed.body == "g2"
+
+
 def test_stats_list_requested_queues_even_when_empty(engine: Engine, clock: Clock) -> None:
     engine.push(job("a"))
     engine.push(job("a", delay=10))

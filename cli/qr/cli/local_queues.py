@@ -1,4 +1,4 @@
-"""The local queues from the command line: ``qr queues``, ``qr dev queue``, ``qr dev redrive``.
+"""The local queues from the command line: ``qr queues [redrive|purge]``, ``qr dev queue``, ``qr dev redrive``.
 
 These open the project's queue database (``.qr/dev/queues.db``, the one ``qr dev`` runs) directly:
 SQLite in WAL mode lets this process write while the dev server runs, and the server's worker
@@ -100,6 +100,16 @@ def redrive(root: Path, name: str) -> int:
     engine = open_engine(root)
     try:
         return engine.redrive(name)
+    finally:
+        engine.close()
+
+
+def purge(root: Path, name: str, *, dead: bool = False) -> int:
+    """Delete the queue's jobs (or its dead-letter jobs); returns how many."""
+    _check_name(root, name)
+    engine = open_engine(root)
+    try:
+        return engine.purge(name, dead=dead)
     finally:
         engine.close()
 

@@ -42,7 +42,7 @@ app = typer.Typer(
 )
 app.command("init")(init.command)
 app.command("routes")(routes.command)
-app.command("queues")(queues.command)
+app.add_typer(queues.app, name="queues")
 app.add_typer(dev.app, name="dev")
 app.command("build")(build.command)
 app.command("deploy")(deploy.command)

@@ -568,6 +568,24 @@ class Engine:
                 callback(queue)
         return len(rows)
 
+    def purge(self, queue: str, *, dead: bool = False) -> int:
+        """Delete every job of ``queue`` (SQS ``PurgeQueue``: waiting, delayed and in flight), or of
+        its dead-letter queue with ``dead=True``; returns how many. Purged jobs that were never
+        finished are recorded as ``cancelled``; a handler still running one cannot ack it (its
+        lease is gone, as with a purged SQS receipt handle). Dedupe ids stay remembered for their
+        5 minutes, as SQS keeps them."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            if dead:
+                return db.execute("DELETE FROM dead WHERE queue=?", (queue,)).rowcount
+            ids = [row[0] for row in db.execute("SELECT job_id FROM jobs WHERE queue=?", (queue,))]
+            db.execute("DELETE FROM groups WHERE queue=?", (queue,))
+            db.execute("DELETE FROM jobs WHERE queue=?", (queue,))
+            error = {"type": "Purged", "message": f"the queue {queue} was purged"}
+            for job_id in ids:
+                job_state.finished(db, job_id, "cancelled", now, error=error)
+            return len(ids)
+
     def dead_jobs(self, queue: str) -> list[DeadJob]:
         with self._lock:
             rows = self._db.execute(
