@@ -298,12 +298,12 @@ def bind(host: str, port: int) -> socket_module.socket:
                 "(or --port 0 for any free one), or stop the program using it "
                 f"(lsof -i :{port} names it)",
             ) from None
-        raise QrError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
-            "ports below 1024 need root; pick another with --port",
-        ) from None
-    sock.set_inheritable(True)
-    return sock
+        if exc.errno == errno.EACCES:
+            hint = "ports below 1024 need root: pick another with --port"
+        else:
+            hint = "--host must be an address of this machine (the default is 127.0.0.1)"
+        raise QrError(f"cannot listen on {host}:{port}: {exc.strerror}", hint) from None
+    return sock  # not inheritable: no child process (pip, docker) keeps the port open
 
 
 def _loopback(host: str) -> bool:
