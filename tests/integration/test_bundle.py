@@ -263,3 +263,27 @@ def test_a_link_out_of_the_project_is_refused_before_pip_runs(
         build(root, tmp_path / "out", tmp_path / "cache", pip=no_pip)
     home = Path.home().resolve()
     assert folder.value.message == f"lib/home is a symbolic link to {home}, outside the project"
+
+
+def test_code_the_app_imports_cannot_be_ignored(make_project: MakeProject, tmp_path: Path) -> None:
+    # GitHub's Python .gitignore template ignores lib/: the bundle would miss the app's code
+    root = make_project(
+        {
+            "qr.yaml": _yaml(),
+            ".gitignore": "lib/\n",
+            "api/index.py": "from lib.util import X\n\ndef get():\n    return {'x': X}\n",
+            "lib/__init__.py": "",
+            "lib/util.py": "X = 1\n",
+        }
+    )
+
+    def no_pip(args: object) -> subprocess.CompletedProcess[str]:
+        raise AssertionError("pip ran before the project's files were checked")
+
+    with pytest.raises(QrError) as info:
+        build(root, tmp_path / "out", tmp_path / "cache", pip=no_pip)
+    assert info.value.message == (
+        "lib/__init__.py is needed by your app but left out of the bundle: "
+        "lib/ ignored by .gitignore (lib/)"
+    )
+    assert "!lib/" in info.value.hint

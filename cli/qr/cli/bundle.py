@@ -134,6 +134,7 @@ def build_bundle(
     config.stage(stage)  # an unknown stage is the user's mistake: say so before any work
     root = manifest.root
     project = project_files.select(root)
+    project_files.check_needed(project, project_files.imported_files(root))
     python_version = config.python_version
     runtime_dir = Path(qr.runtime.__file__).parent
     runtime_pins = runtime_requirements(runtime_dir)

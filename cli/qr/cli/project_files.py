@@ -21,7 +21,8 @@ points (a link to ``/etc/passwd`` or ``~/.ssh``). A broken link is skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,5 +197,36 @@ def _inside(root: Path, link: Path) -> Path | None:
     return target
 
 
-def iter_included(root: Path) -> Iterator[tuple[str, Path]]:
-    yield from sorted(select(root).included.items())
+def check_needed(files: ProjectFiles, needed: Iterable[str]) -> None:
+    """A ``QrError`` when a file the app runs (``needed``: relative paths of the handlers and
+    the project modules they import) is left out by a ``.gitignore`` or the deny list: the
+    bundle would fail at run time (GitHub's Python template, for one, ignores ``lib/``)."""
+    by_choice = [s for s in files.skipped if s.reason.startswith(("ignored by", "looks like"))]
+    for relative in sorted(needed):
+        for skipped in by_choice:
+            if relative == skipped.path or (
+                skipped.path.endswith("/") and relative.startswith(skipped.path)
+            ):
+                raise QrError(
+                    f"{relative} is needed by your app but left out of the bundle: "
+                    f"{skipped.path} {skipped.reason}",
+                    f"un-ignore it (e.g. add !{skipped.path} to the .gitignore that ignores it), "
+                    "or rename it; qr build --list shows what ships.",
+                )
+
+
+def imported_files(root: Path) -> set[str]:
+    """Relative paths of the project's files loaded in this process (handlers, middleware and
+    the modules they import), as ``scan`` left them in ``sys.modules``."""
+    root = root.resolve()
+    found: set[str] = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        try:
+            relative = Path(file).resolve().relative_to(root).as_posix()
+        except (ValueError, OSError):
+            continue
+        found.add(relative)
+    return found
