@@ -537,6 +537,7 @@ def test_every_load_problem_names_a_project_file_and_has_a_fix(
             "api/_middleware.py": "authenticate = 5\non_error = 'x'\n",
             "api/items.py": GET + "config = {'timeout': 'soon', 'cache': []}\n",
             "api/broken.py": "import json\njson.loads('{')\n",
+            "api/evals.py": "X = 1\nY = eval('(')\n",
             "socket/_middleware.py": "authenticate = 1\n",
             "socket/index.py": "handler = 2\n",
             "queues/jobs.py": "handler = 1\nconfig = {'timeout': 0, 'max_attempts': 0}\n",
@@ -556,6 +557,7 @@ def test_every_load_problem_names_a_project_file_and_has_a_fix(
     text = "\n".join(str(p) for p in found)
     assert "<frozen" not in text
     assert "api/broken.py:2: failed to import: JSONDecodeError" in text
+    assert "api/evals.py:2: syntax error: '(' was never closed" in text
     assert "authenticate must be a function or None" in text
 
 

@@ -48,11 +48,14 @@ def load_module(root: Path, relative: str) -> ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         _restore(name, previous)
-        where = _relative_to(root, Path(exc.filename)) if exc.filename else relative
+        where = _relative_to(root, Path(exc.filename)) if exc.filename else None
+        # A file of the project has the syntax error; else code compiled at import time
+        # (eval, exec, a template) raised it: point at the project line that ran it.
+        where, line = (where, exc.lineno) if where else _user_frame(root, exc, relative)
         raise LoadError(
             Problem(
-                where or relative,
-                exc.lineno,
+                where,
+                line,
                 f"syntax error: {exc.msg}",
                 "fix the syntax; the rest of the project keeps loading",
             )
@@ -85,6 +88,8 @@ def _restore(name: str, previous: ModuleType | None) -> None:
 
 
 def _relative_to(root: Path, path: Path) -> str | None:
+    if not path.is_absolute():
+        return None  # "<frozen importlib._bootstrap>", "<string>": no file of the user's
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
@@ -95,8 +100,6 @@ def _user_frame(root: Path, exc: BaseException, default: str) -> tuple[str, int 
     """The innermost traceback frame inside the project: the line the user should look at."""
     found: tuple[str, int | None] = (default, None)
     for frame in traceback.extract_tb(exc.__traceback__):
-        if not Path(frame.filename).is_absolute():
-            continue  # "<frozen importlib._bootstrap>", "<string>": no file of the user's
         relative = _relative_to(root, Path(frame.filename))
         if relative is not None and not relative.startswith((".venv/", ".qr/")):
             found = (relative, frame.lineno)
