@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,15 @@ import asyncio
 async def handler(payload):
     print("slow job started", flush=True)
     await asyncio.sleep(120)
+"""
+WHOAMI = """
+def get(headers, request, cookies):
+    return {
+        "name": headers.get("x-name"),
+        "request": request.headers.get("x-name"),
+        "cookie": cookies.get("name"),
+        "raw": [v.hex() for k, v in request.scope["headers"] if k == b"x-name"],
+    }
 """
 PUSH = """
 from qr.runtime import queues
@@ -160,6 +170,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
     (root / "socket" / "_middleware.py").write_text(MIDDLEWARE, encoding="utf-8")
     (root / "schedules" / "tick.py").write_text(TICK, encoding="utf-8")
     (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
+    (root / "api" / "whoami.py").write_text(WHOAMI, encoding="utf-8")
     (root / "queues" / "slow.py").write_text(SLOW, encoding="utf-8")
     (root / ".env").write_text("GREETING=Hi\nFROM_DOTENV=file\n", encoding="utf-8")
     env = {**os.environ, "QR_DEV_CLOCK_SCALE": "60", "NO_COLOR": "1", "FROM_SHELL": "shell"}
@@ -183,6 +194,29 @@ def test_serves_http_with_env_precedence(dev: DevProcess) -> None:
     output = dev.output()
     assert "/items/[id]" in output  # the handler table
     assert f"ws://localhost:{dev.url.rsplit(':', 1)[1]}" in output
+
+
+def test_header_values_outside_latin_1_reach_the_handler_as_sent(dev: DevProcess) -> None:
+    """UTF-8 header bytes from a raw client: the handler reads what was sent, as on Lambda
+    (tests/integration/test_lambda_entry.py has the same route and answer)."""
+    host, port = dev.url.removeprefix("http://").rsplit(":", 1)
+    request = (
+        "GET /whoami HTTP/1.1\r\nHost: localhost\r\nx-name: 日本\r\n"
+        "Cookie: name=José\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=WAIT) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert json.loads(body) == {
+        "name": "日本",
+        "request": "日本",
+        "cookie": "José",
+        "raw": ["日本".encode().hex()],
+    }
 
 
 def test_job_pushed_over_http_reaches_the_websocket(dev: DevProcess) -> None:

@@ -102,6 +102,21 @@ PROJECT = {
         def put(name, body):
             return body[::-1]
     """,
+    "api/my/path.py": """
+        config = {"accepts": ["application/json"]}
+
+        def post(body, headers):
+            return {"body": body, "length": headers.get("content-length")}
+    """,
+    "api/whoami.py": """
+        def get(headers, request, cookies):
+            return {
+                "name": headers.get("x-name"),
+                "request": request.headers.get("x-name"),
+                "cookie": cookies.get("name"),
+                "raw": [v.hex() for k, v in request.scope["headers"] if k == b"x-name"],
+            }
+    """,
     "api/settings.py": """
         import os
 
@@ -627,3 +642,91 @@ def test_the_bookmarks_example_end_to_end(
     sent = connections["alice1"].data.decode()
     assert '{"update":"bookmark"' in sent.replace(" ", "")
     assert '"added_today":1' in sent.replace(" ", "")
+
+
+def _log_lines(function: Lambda) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in function.stderr.splitlines() if line.startswith("{")]
+
+
+def test_a_body_marked_base64_that_is_not_is_a_logged_400(function: Lambda) -> None:
+    """The AWS documentation's own sample (``"body": "Hello world!"``, ``isBase64Encoded``)."""
+    sample = event("aws-docs-apigateway-v2.json")
+    valid = json.loads(json.dumps(event("powertools-apiGatewayProxyV2Event.json")))
+    valid["headers"]["content-type"] = "application/json"
+    valid["body"] = base64.b64encode(b'{"n": 1}').decode()
+    valid["isBase64Encoded"] = True
+    spaced = {**valid, "body": valid["body"][:4] + " " + valid["body"][4:]}  # lenient: dropped
+    bad, good, lenient = function.invoke(sample, valid, spaced)
+    response = bad["ok"]
+    assert response["statusCode"] == 400
+    assert response["headers"]["content-type"] == "application/json"
+    error = json.loads(response["body"])["error"]
+    assert error.startswith("Bad Request: the event's body is marked isBase64Encoded")
+    assert "not valid base64" in error
+    assert json.loads(good["ok"]["body"]) == {"body": {"n": 1}, "length": "8"}
+    assert lenient["ok"]["statusCode"] == 400  # strict: base64.b64decode(validate=True)
+    lines = [line for line in _log_lines(function) if line.get("request_id") == "req-0"]
+    warning = next(line for line in lines if line["level"] == "WARNING")
+    assert warning["logger"] == "qr.http.error"
+    assert warning["message"].startswith(
+        "GET /nodejs-apig-function-1G3XMPLZXVXYI: 400 Bad Request: the event's body is marked"
+    )
+    access = next(line for line in lines if line["logger"] == "qr.http")
+    assert access["message"].startswith("GET /nodejs-apig-function-1G3XMPLZXVXYI 400 ")
+
+
+def test_accepts_is_enforced_on_events_without_content_length(function: Lambda) -> None:
+    """aws-powertools' HTTP API sample POSTs a JSON body with no content-length (and no type)."""
+    sample = event("powertools-apiGatewayProxyV2Event.json")
+    assert "content-length" not in sample["headers"]
+    size = str(len(sample["body"].encode()))
+
+    def typed(content_type: str, **extra: str) -> dict[str, Any]:
+        changed: dict[str, Any] = json.loads(json.dumps(sample))
+        changed["headers"].update({"content-type": content_type, **extra})
+        return changed
+
+    untyped, text, lying, json_ok = function.invoke(
+        sample,
+        typed("text/plain"),
+        typed("text/plain", **{"content-length": "0", "transfer-encoding": "chunked"}),
+        typed("application/json", **{"content-length": "3"}),
+    )
+    assert untyped["ok"]["statusCode"] == 415
+    assert json.loads(untyped["ok"]["body"]) == {
+        "error": "Unsupported Media Type (none); this route accepts application/json"
+    }
+    assert text["ok"]["statusCode"] == 415
+    assert "text/plain" in json.loads(text["ok"]["body"])["error"]
+    assert lying["ok"]["statusCode"] == 415  # the body decides, not the client's header
+    assert json_ok["ok"]["statusCode"] == 200
+    assert json.loads(json_ok["ok"]["body"]) == {
+        "body": {"message": "hello world", "username": "tom"},
+        "length": size,  # from the body, not the event's header
+    }
+
+
+def test_header_values_outside_latin_1_reach_the_handler_as_sent(function: Lambda) -> None:
+    """API Gateway delivers ``x-name: 日本`` as the JSON string; the handler reads "日本"."""
+    request = {**event("http_get.json"), "rawPath": "/whoami"}
+    request["headers"] = {**request["headers"], "x-name": "日本", "x-other": "café"}
+    request["cookies"] = ["name=José"]
+    (answer,) = function.invoke(request)
+    assert json.loads(answer["ok"]["body"]) == {
+        "name": "日本",
+        "request": "日本",
+        "cookie": "José",
+        "raw": ["日本".encode().hex()],  # the bytes a client sends to qr dev
+    }
+
+
+def test_a_websocket_message_marked_base64_that_is_not_is_refused_and_logged(
+    function: Lambda,
+) -> None:
+    message = event("ws_message.json")
+    message["body"], message["isBase64Encoded"] = "Hello world!", True
+    (answer,) = function.invoke(message)
+    assert answer["ok"] == {"statusCode": 400}
+    (line,) = [line for line in _log_lines(function) if line["level"] == "ERROR"]
+    assert "marked isBase64Encoded but not valid base64" in line["message"]
+    assert line["request_id"] == message["requestContext"]["requestId"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -163,10 +164,20 @@ class LambdaRuntime:
         elif kind == "DISCONNECT":
             await self.sockets.disconnect(connection_id)
         else:
-            body = event.get("body") or ""
-            data: str | bytes = (
-                base64.b64decode(body) if event.get("isBase64Encoded") else str(body)
-            )
+            body = str(event.get("body") or "")
+            data: str | bytes = body
+            if event.get("isBase64Encoded"):
+                try:
+                    data = base64.b64decode(body, validate=True)
+                except binascii.Error as exc:
+                    log.error(
+                        "WebSocket message on %s: marked isBase64Encoded but not valid base64 "
+                        "(%s); not delivered",
+                        connection_id,
+                        exc,
+                        extra={"request_id": context.get("requestId")},
+                    )
+                    return {"statusCode": 400}
             await self.sockets.receive(connection_id, data)
         return {"statusCode": 200}
 
@@ -340,7 +351,7 @@ def _connect_request(event: Mapping[str, Any]) -> Any:
         k: [v] for k, v in (event.get("headers") or {}).items()
     }
     headers = [
-        (str(name).lower().encode("latin-1"), str(value).encode("latin-1", "replace"))
+        (str(name).lower().encode("latin-1", "replace"), str(value).encode("utf-8"))
         for name, values in multi_headers.items()
         for value in values
     ]

@@ -3,14 +3,18 @@
 A small adapter of our own rather than Mangum: the app is always ours, only one event format is
 needed, and the adapter is ~150 lines with nothing to configure. ``handle(app, event, ...)``:
 
-1. builds an ASGI ``http`` scope from the event: ``rawPath`` (percent-encoded, as the router
+1. decodes the body (strict base64 when ``isBase64Encoded``; a body that is not base64 is not
+   passed on: ``scope["state"]["bad_request"]`` says why and the app answers 400);
+2. builds an ASGI ``http`` scope from the event: ``rawPath`` (percent-encoded, as the router
    wants it) and its decoded ``path``, ``rawQueryString`` (repeated keys kept), headers (API
    Gateway joins repeated headers with commas, which HTTP allows for every header but
-   ``Set-Cookie``), the ``cookies`` array as one ``Cookie`` header, host, client address, and
-   ``scope["state"]`` with the Lambda request id and the deadline (from the function's remaining
-   time), which the app uses for ``request_id`` and its timeout;
-2. feeds the body (base64-decoded when ``isBase64Encoded``) as one ``http.request`` message;
-3. collects the response: status, headers (repeated ones joined with ", "), every
+   ``Set-Cookie``; values are UTF-8 encoded, the bytes a client sent to ``qr dev``), the
+   ``cookies`` array as one ``Cookie`` header, ``Content-Length`` from the decoded body (API
+   Gateway passes the client's header on, or none at all, and has already de-chunked the body),
+   host, client address, and ``scope["state"]`` with the Lambda request id and the deadline
+   (from the function's remaining time), which the app uses for ``request_id`` and its timeout;
+3. feeds the body as one ``http.request`` message;
+4. collects the response: status, headers (repeated ones joined with ", "), every
    ``Set-Cookie`` into ``cookies``, and the body as text for textual media types, else base64
    with ``isBase64Encoded`` (images, octet-stream, compressed bodies).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +33,8 @@ from starlette.types import ASGIApp, Message
 
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml")
 _TEXT_SUFFIXES = ("+json", "+xml")
+_REPLACED_HEADERS = frozenset({"cookie", "content-length", "transfer-encoding"})
+"""Event headers the scope does not copy: the ``cookies`` array and the decoded body replace them."""
 
 
 def is_http_event(event: Mapping[str, Any]) -> bool:
@@ -39,8 +46,23 @@ def is_http_event(event: Mapping[str, Any]) -> bool:
     )
 
 
-def scope_of(event: Mapping[str, Any], request_id: str, deadline: float | None) -> dict[str, Any]:
-    """The ASGI scope for an HTTP API 2.0 event."""
+def body_of(event: Mapping[str, Any]) -> bytes:
+    """The request body; ``ValueError`` when it is marked base64 but is not (strictly) base64."""
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return str(body).encode("utf-8")
+    try:
+        return base64.b64decode(str(body), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(
+            f"the event's body is marked isBase64Encoded but is not valid base64 ({exc})"
+        ) from exc
+
+
+def scope_of(
+    event: Mapping[str, Any], request_id: str, deadline: float | None, body: bytes = b""
+) -> dict[str, Any]:
+    """The ASGI scope for an HTTP API 2.0 event whose decoded body is ``body``."""
     context = event["requestContext"]
     http = context["http"]
     raw_path = str(event.get("rawPath") or http.get("path") or "/")
@@ -49,14 +71,17 @@ def scope_of(event: Mapping[str, Any], request_id: str, deadline: float | None) 
         prefix = f"/{stage}"
         if raw_path == prefix or raw_path.startswith(prefix + "/"):
             raw_path = raw_path[len(prefix) :] or "/"
+    event_headers: Mapping[str, Any] = event.get("headers") or {}
     headers: list[tuple[bytes, bytes]] = [
-        (str(name).lower().encode("latin-1"), str(value).encode("latin-1", "replace"))
-        for name, value in (event.get("headers") or {}).items()
-        if str(name).lower() != "cookie"
+        (str(name).lower().encode("latin-1", "replace"), str(value).encode("utf-8"))
+        for name, value in event_headers.items()
+        if str(name).lower() not in _REPLACED_HEADERS
     ]
     cookies = event.get("cookies") or []
     if cookies:
-        headers.append((b"cookie", "; ".join(cookies).encode("latin-1", "replace")))
+        headers.append((b"cookie", "; ".join(cookies).encode("utf-8")))
+    if body or any(str(name).lower() == "content-length" for name in event_headers):
+        headers.append((b"content-length", str(len(body)).encode("ascii")))
     host = str(context.get("domainName") or (event.get("headers") or {}).get("host") or "lambda")
     if not any(name == b"host" for name, _ in headers):
         headers.append((b"host", host.encode("latin-1")))
@@ -85,9 +110,14 @@ async def handle(
     deadline: float | None = None,
 ) -> dict[str, Any]:
     """Run one HTTP API 2.0 event through ``app``; returns the Lambda response."""
-    body = event.get("body") or ""
-    data = base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode("utf-8")
-    scope = scope_of(event, request_id, deadline)
+    problem: str | None = None
+    try:
+        data = body_of(event)
+    except ValueError as exc:
+        data, problem = b"", str(exc)
+    scope = scope_of(event, request_id, deadline, data)
+    if problem is not None:
+        scope["state"]["bad_request"] = problem
     done = asyncio.Event()
     sent_request = False
     start: Message = {}

@@ -21,6 +21,10 @@ One HTTP request goes through these stages:
 6. one access line: method, path, status, duration, request id - on the ``qr.http`` logger, or
    through the platform's ``on_access`` callable (``qr dev``) where a log record costs too much.
 
+A platform that cannot turn what it received into a request (the Lambda adapter, for a body marked
+base64 that is not) puts why in ``scope["state"]["bad_request"]``: the app answers 400 with it and
+logs it, before stage 1.
+
 The request id is ``scope["state"]["request_id"]`` when the platform put one there (the Lambda
 adapter puts the Lambda request id), else 32 random hex digits (a uuid4's worth). A platform deadline
 (``scope["state"]["deadline"]``, ``time.monotonic()`` based, e.g. from Lambda's remaining time)
@@ -55,6 +59,7 @@ from qr.runtime.http.requests import (
     BODYLESS_METHODS,
     BodyTooLarge,
     LimitedReceive,
+    QrRequest,
     accepted,
     has_body,
     parse_body,
@@ -173,6 +178,16 @@ class QrApp:
         self, scope: Scope, receive: Receive, request_id: str, platform_deadline: float | None
     ) -> StarletteResponse:
         method: str = scope["method"]
+        problem = (scope.get("state") or {}).get("bad_request")
+        if problem:
+            error_log.warning(
+                "%s %s: 400 Bad Request: %s",
+                method,
+                scope["path"],
+                problem,
+                extra={"request_id": request_id},
+            )
+            return json_response({"error": f"Bad Request: {problem}"}, 400)
         raw_path = scope.get("raw_path")
         endpoint = None if raw_path is None else self.router.exact(raw_path)
         params: dict[str, str | list[str]] = {}
@@ -192,7 +207,7 @@ class QrApp:
                 )
             endpoint, params = match
         limited = LimitedReceive(receive, self.body_limit)
-        request = Request(scope, limited)
+        request = QrRequest(scope, limited)
         origin = _origin(scope)
         route_cors = endpoint.config.cors
         if method == "OPTIONS" and route_cors.enabled:

@@ -16,6 +16,11 @@ as soon as the running total passes it (413, the rest is never read).
 * anything else (``application/octet-stream`` included) -> ``bytes``.
 
 An empty body is ``None``; GET, HEAD and OPTIONS requests always get ``None``.
+
+Header values are bytes on the wire; Starlette reads them as latin-1, so a UTF-8 value
+(``x-name: 日本``, which browsers and API Gateway send as UTF-8) would reach handlers as mojibake.
+``QrRequest`` (the ``request`` handlers get) reads each value as UTF-8 when it is valid UTF-8,
+else as latin-1: ``headers`` (and the cookies parsed from them) hold what the client sent.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import json
 from collections.abc import Sequence
 from typing import IO
 
-from starlette.datastructures import ImmutableMultiDict, UploadFile
+from starlette.datastructures import Headers, ImmutableMultiDict, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
@@ -35,6 +40,45 @@ from qr.runtime.errors import HTTPError
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class RequestHeaders(Headers):
+    """Starlette's request headers with each value read as UTF-8 when it is valid UTF-8."""
+
+    def values(self) -> list[str]:  # type: ignore[override]
+        return [_text(value) for _, value in self._list]
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return [(key.decode("latin-1"), _text(value)) for key, value in self._list]
+
+    def getlist(self, key: str) -> list[str]:
+        wanted = key.lower().encode("latin-1")
+        return [_text(value) for name, value in self._list if name == wanted]
+
+    def __getitem__(self, key: str) -> str:
+        wanted = key.lower().encode("latin-1")
+        for name, value in self._list:
+            if name == wanted:
+                return _text(value)
+        raise KeyError(key)
+
+
+class QrRequest(Request):
+    """The ``request`` handlers get: a Starlette ``Request`` whose ``headers`` are ``RequestHeaders``."""
+
+    @property
+    def headers(self) -> RequestHeaders:
+        headers = getattr(self, "_headers", None)
+        if not isinstance(headers, RequestHeaders):
+            headers = self._headers = RequestHeaders(scope=self.scope)
+        return headers
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:  # not UTF-8: latin-1, as HTTP historically allows
+        return value.decode("latin-1")
 
 
 class BodyTooLarge(Exception):
