@@ -329,7 +329,8 @@ def test_sync_handler_past_its_timeout_is_504(open_client: OpenClient) -> None:
 
     response = client.get("/slow")
     assert response.status_code == 504
-    sys.modules["qr_app:api/slow.py"].release.set()
+    (route,) = client.manifest.routes
+    sys.modules[route.module].release.set()
 
 
 def test_cache_config_sets_cache_control(open_client: OpenClient) -> None:

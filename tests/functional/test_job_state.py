@@ -181,7 +181,9 @@ def test_a_cancelled_queued_job_never_runs(make_project: MakeProject) -> None:
         assert state is not None and state.status == "cancelled"
         outcomes = client.run_queue("later")
         assert [o.job_id for o in outcomes] == [keep["job_id"]]
-        ran = __import__("sys").modules["qr_app:queues/later.py"].ran
+        later = client.manifest.queue("later")
+        assert later is not None
+        ran = __import__("sys").modules[later.module].ran
         assert ran == [{"n": 1}]
         # A finished job is left as it was.
         done = jobs.cancel(keep["job_id"])

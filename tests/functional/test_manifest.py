@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from qr.runtime._loader import project_tag
 from qr.runtime.errors import ProjectError
 from qr.runtime.manifest import Manifest, scan
 from tests.conftest import MakeProject
@@ -57,7 +58,7 @@ def test_routes_params_and_ranking(make_project: MakeProject) -> None:
     assert item.params == ("id",)
     assert item.methods == ("GET", "HEAD", "DELETE")
     assert item.functions == {"DELETE": "del_", "GET": "get"}
-    assert item.module == "qr_app:api/bookmarks/[id].py"
+    assert item.module == f"qr_app:{project_tag(str(root.resolve()))}:api/bookmarks/[id].py"
     files = by_path["/files/[...path]"]
     assert files.pattern == "/files/{path:path}"
     assert files.catch_all == "path"

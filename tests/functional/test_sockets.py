@@ -112,7 +112,7 @@ def client(make_project: MakeProject, events: list[SocketEvent]) -> Iterator[Tes
 
 
 def hooks() -> list[Any]:
-    module = sys.modules["qr_app:socket/_middleware.py"]
+    (module,) = [m for n, m in sys.modules.items() if n.endswith(":socket/_middleware.py")]
     events: list[Any] = module.EVENTS
     return events
 

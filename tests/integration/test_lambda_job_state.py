@@ -78,7 +78,9 @@ class Lambda:
 
     @property
     def ran(self) -> list[tuple[str, int]]:
-        ran: list[tuple[str, int]] = sys.modules["qr_app:queues/work.py"].ran
+        queue = self.runtime.manifest.queue("work")
+        assert queue is not None
+        ran: list[tuple[str, int]] = sys.modules[queue.module].ran
         return ran
 
     def close(self) -> None:

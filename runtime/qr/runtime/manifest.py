@@ -228,7 +228,7 @@ class _Scanner(_HandlerChecks):
         except ProjectError as exc:
             self.problems.extend(exc.problems)
             config = ProjectConfig(name="app")
-        _loader.add_to_path(self.root)
+        _loader.use_root(self.root)
         routes = self.routes()
         queues = self.queues()
         socket = self.socket()
@@ -449,7 +449,7 @@ class _Scanner(_HandlerChecks):
                     if hasattr(getattr(module, f), "__code__")), default=1)  # fmt: skip
         return Route(
             file=relative,
-            module=_loader.module_name(relative),
+            module=_loader.module_name(self.root, relative),
             path=path,
             pattern=pattern,
             params=params,
@@ -560,7 +560,9 @@ class _Scanner(_HandlerChecks):
             fifo = name.endswith(".fifo")
             config = self.queue_config(relative, module, fifo=fifo)
             if config is not None:
-                queues.append(Queue(name, relative, _loader.module_name(relative), fifo, config))
+                queues.append(
+                    Queue(name, relative, _loader.module_name(self.root, relative), fifo, config)
+                )
         return tuple(queues)
 
     def socket(self) -> Socket | None:
@@ -589,7 +591,9 @@ class _Scanner(_HandlerChecks):
             if config is not None:
                 action = "$default" if name == "index" else name
                 handlers.append(
-                    SocketHandler(action, relative, _loader.module_name(relative), config)
+                    SocketHandler(
+                        action, relative, _loader.module_name(self.root, relative), config
+                    )
                 )
         has_middleware = (base / MIDDLEWARE_FILE).exists()
         if not handlers and not has_middleware:
@@ -620,7 +624,7 @@ class _Scanner(_HandlerChecks):
             expression = self.schedule_expression(relative, module)
             config = self.job_config(relative, module)
             if expression is not None and config is not None:
-                module_name = _loader.module_name(relative)
+                module_name = _loader.module_name(self.root, relative)
                 schedules.append(Schedule(name, relative, module_name, expression, config))
         return tuple(schedules)
 

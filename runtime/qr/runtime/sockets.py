@@ -458,7 +458,7 @@ class SocketDispatch:
         file = spec.middleware.get(name) if spec else None
         if file is None:
             return None
-        module = sys.modules.get(_loader.module_name(file))
+        module = sys.modules.get(_loader.module_name(self.manifest.root, file))
         function = getattr(module, name, None)
         return (function, file) if callable(function) else None
 

@@ -43,6 +43,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -95,7 +96,7 @@ class Endpoint:
     config: RouteConfig
 
     @classmethod
-    def build(cls, route: Route, module: Any) -> Endpoint:
+    def build(cls, route: Route, module: Any, root: Path) -> Endpoint:
         handlers: dict[str, Callable[..., Any]] = {}
         for method, name in route.functions.items():
             handlers[method] = getattr(module, name)
@@ -104,7 +105,9 @@ class Endpoint:
         allowed = list(route.methods)
         if route.config.cors.enabled and "OPTIONS" not in allowed:
             allowed.append("OPTIONS")
-        return cls(route, handlers, ", ".join(allowed), middleware.resolve(route), route.config)
+        return cls(
+            route, handlers, ", ".join(allowed), middleware.resolve(route, root), route.config
+        )
 
     @property
     def where(self) -> str:
@@ -131,7 +134,8 @@ class QrApp:
         self.websocket = websocket
         self.on_access = on_access
         self.endpoints = tuple(
-            Endpoint.build(route, sys.modules[route.module]) for route in manifest.routes
+            Endpoint.build(route, sys.modules[route.module], manifest.root)
+            for route in manifest.routes
         )
         self.router: Router[Endpoint] = Router((e.route, e) for e in self.endpoints)
         self.deadlines = Deadlines()

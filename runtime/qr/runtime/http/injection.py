@@ -24,6 +24,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from qr.runtime._loader import display_name
+
 
 @dataclass(frozen=True)
 class Signature:
@@ -111,4 +113,4 @@ def _is_async(function: Callable[..., Any]) -> bool:
 def _describe(function: Callable[..., Any]) -> str:
     name = getattr(function, "__qualname__", repr(function))
     module = getattr(function, "__module__", None) or ""
-    return f"{module.removeprefix('qr_app:')}:{name}()" if module else f"{name}()"
+    return f"{display_name(module)}:{name}()" if module else f"{name}()"

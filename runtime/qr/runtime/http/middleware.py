@@ -23,6 +23,7 @@ import binascii
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from qr.runtime import _loader
@@ -39,12 +40,13 @@ class Hooks:
     on_error: Hook | None = None
 
 
-def resolve(route: Route) -> Hooks:
+def resolve(route: Route, root: Path) -> Hooks:
+    """The hooks ``route`` inherits, from the modules of the project at ``root``."""
     found: dict[str, Hook] = {}
     for hook, file in route.middleware.items():
         if file is None:
             continue
-        module = sys.modules.get(_loader.module_name(file))
+        module = sys.modules.get(_loader.module_name(root, file))
         function = getattr(module, hook, None) if module is not None else None
         if callable(function):
             found[hook] = function
