@@ -70,10 +70,12 @@ EDGE_PROJECTS: Mapping[str, Mapping[str, str]] = {
         "qr.yaml": qr_yaml(
             "domain-manual",
             """\
+            throttle: {rate: 50}
             stages:
               staging:
                 domain: staging.example.org
                 memory: 1024
+                throttle: {burst: 100}
             """,
         ),
         "api/index.py": ROUTE,

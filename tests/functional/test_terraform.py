@@ -244,6 +244,9 @@ def test_websocket(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
     api = resources(tree, "aws_apigatewayv2_api")["ws"]
     assert api["route_selection_expression"] == "$request.body.action"
     table = resources(tree, "aws_dynamodb_table")["connections"]
+    # Encrypted with DynamoDB's AWS owned key (free): `server_side_encryption { enabled = true }`
+    # would pick the AWS managed KMS key and bill KMS requests.
+    assert "server_side_encryption" not in table
     assert table["billing_mode"] == "PAY_PER_REQUEST"
     assert table["ttl"][0]["enabled"] is True
     assert table["point_in_time_recovery"][0]["enabled"] is True
@@ -298,6 +301,46 @@ def test_domain_without_zone(parsed: dict[str, dict[str, dict[str, Any]]]) -> No
     )
     backend = tree["versions.tf"]["terraform"][0]["backend"][0]["local"]
     assert backend["path"] == "../../../state/staging/terraform.tfstate"
+    # The execute-api URL stays on until the domain serves; the stage's burst over the
+    # project's rate.
+    api = resources(tree, "aws_apigatewayv2_api")["http"]
+    assert api["disable_execute_api_endpoint"] == "${var.domain_certificate_ready}"
+    stage = resources(tree, "aws_apigatewayv2_stage")["http"]
+    settings = stage["default_route_settings"][0]
+    assert (settings["throttling_rate_limit"], settings["throttling_burst_limit"]) == (50, 100)
+
+
+def test_execute_api_endpoint_and_throttling(
+    parsed: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    """With a custom domain clients use it, so the default execute-api URL is off; every HTTP
+    stage has default route throttling (qr.yaml throttle, default 1000 requests/s, burst 2000)."""
+    api = resources(parsed["domain-zone"], "aws_apigatewayv2_api")["http"]
+    assert api["disable_execute_api_endpoint"] is True
+    assert (
+        "disable_execute_api_endpoint"
+        not in resources(parsed["domain-zone"], "aws_apigatewayv2_api")["ws"]
+    )
+    for project in ("no-sockets", "scaffold", "bookmarks"):
+        api = resources(parsed[project], "aws_apigatewayv2_api")["http"]
+        assert "disable_execute_api_endpoint" not in api
+        stage = resources(parsed[project], "aws_apigatewayv2_stage")["http"]
+        settings = stage["default_route_settings"][0]
+        assert (settings["throttling_rate_limit"], settings["throttling_burst_limit"]) == (
+            1000,
+            2000,
+        )
+
+
+def test_variables_are_validated(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
+    variables = {
+        name: body
+        for item in parsed["scaffold"]["variables.tf"]["variable"]
+        for name, body in item.items()
+    }
+    assert "var.region" in variables["region"]["validation"][0]["condition"]
+    retention = variables["log_retention_days"]["validation"][0]["condition"]
+    assert "contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731" in retention
 
 
 @pytest.mark.parametrize("project", PROJECTS)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from qr.runtime.config import ProjectConfig, S3Backend, parse_config
+from qr.runtime.config import ProjectConfig, S3Backend, Throttle, parse_config
 from qr.runtime.errors import ProjectError
 
 
@@ -97,3 +97,47 @@ def test_docker_base_image() -> None:
     assert "unknown key 'image' in docker" in problem
     (problem,) = problems("docker: {base_image: 'not an image'}")
     assert "docker.base_image 'not an image' is not valid" in problem
+
+
+def test_throttle_and_default_endpoint() -> None:
+    config = parse_config(
+        """
+name: shop
+throttle: {rate: 200.5}
+stages:
+  production:
+    domain: api.example.com
+    throttle: {burst: 400}
+  preview:
+    domain: preview.example.com
+    default_endpoint: true
+  staging: {}
+"""
+    )
+    assert config.throttle == Throttle(rate=200.5, burst=2000)
+    production = config.stage("production")
+    assert config.throttle_of(production) == Throttle(rate=200.5, burst=400)
+    assert config.throttle_of(config.stage("staging")) == Throttle(rate=200.5, burst=2000)
+    assert ProjectConfig(name="x").throttle == Throttle(rate=1000, burst=2000)
+    assert production.serves_default_endpoint is False  # a domain turns it off by default
+    assert config.stage("preview").serves_default_endpoint is True
+    assert config.stage("staging").serves_default_endpoint is True
+
+
+def test_throttle_limits_name_the_line() -> None:
+    found = problems(
+        "name: x\n"
+        "throttle: {rate: 20000, burst: 0}\n"
+        "stages:\n"
+        "  prod:\n"
+        "    default_endpoint: false\n"
+        "    throttle: {rate: fast}\n"
+    )
+    text = "\n".join(found)
+    assert (
+        "qr.yaml:2: throttle.rate must be requests per second above 0 and at most 10000 "
+        "(API Gateway's default account quota), got 20000" in text
+    )
+    assert "qr.yaml:2: throttle.burst must be a whole number from 1 to 5000, got 0" in text
+    assert "qr.yaml:6: stages.prod.throttle.rate must be requests per second" in text
+    assert "qr.yaml:5: stages.prod.default_endpoint is false but the stage has no domain" in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,24 @@ DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+THROTTLE_RATE_MAX = 10000
+THROTTLE_BURST_MAX = 5000
+"""API Gateway's default account quotas per Region (requests per second, burst), which a stage's
+default route throttling cannot exceed
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html,
+https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)."""
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """The HTTP API stage's default route throttling (``throttle: {rate, burst}``)."""
+
+    rate: float = 1000
+    """Steady requests per second."""
+    burst: int = 2000
+    """Requests API Gateway accepts at once above the steady rate (the token bucket's size)."""
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -38,6 +56,15 @@ class Stage:
     env: Mapping[str, str] = field(default_factory=dict)
     memory: int | None = None
     """Overrides the project's ``memory`` for this stage."""
+    throttle: Throttle | None = None
+    """The project's ``throttle`` with this stage's own ``throttle`` keys over it (``None``: the
+    stage was built by hand; ``ProjectConfig.throttle_of`` then gives the project's)."""
+    default_endpoint: bool | None = None
+    """Keep the HTTP API's ``execute-api`` URL next to ``domain`` (default: off with a domain)."""
+
+    @property
+    def serves_default_endpoint(self) -> bool:
+        return self.default_endpoint if self.default_endpoint is not None else not self.domain
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,7 @@ class ProjectConfig:
     architecture: str = "arm64"
     region: str = "us-east-1"
     memory: int = 512
+    throttle: Throttle = field(default_factory=Throttle)
     log_retention_days: int = 30
     stages: Mapping[str, Stage] = field(
         default_factory=lambda: {DEFAULT_STAGE: Stage(DEFAULT_STAGE)}
@@ -67,6 +95,9 @@ class ProjectConfig:
     def python_version(self) -> str:
         """``"3.12"`` for ``runtime: python3.12``."""
         return self.runtime.removeprefix("python")
+
+    def throttle_of(self, stage: Stage) -> Throttle:
+        return stage.throttle or self.throttle
 
     def stage(self, name: str | None = None) -> Stage:
         """The named stage (default ``production``); unknown names get a clear error."""
@@ -149,6 +180,7 @@ class _Parser:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.stage_throttles: dict[str, dict[str, Any]] = {}
 
     def fail(self, node: _Node | None, message: str, hint: str) -> None:
         line = node.start_mark.line + 1 if node is not None else None
@@ -241,6 +273,7 @@ class _Parser:
                 n, "region", REGION_RE, "use an AWS region such as us-east-1"
             ),
             "memory": lambda n: self.integer(n, "memory", 128, 10240),
+            "throttle": lambda n: Throttle(**self.throttle(n, "throttle")),
             "log_retention_days": self.retention,
             "stages": self.stages,
             "terraform": self.terraform,
@@ -252,6 +285,11 @@ class _Parser:
                 values[key] = value
         if "stages" in values and not values["stages"]:
             del values["stages"]
+        project_throttle = values.get("throttle", Throttle())
+        for name, stage_throttle in self.stage_throttles.items():
+            if name in values.get("stages", {}):
+                merged = replace(project_throttle, **stage_throttle)
+                values["stages"][name] = replace(values["stages"][name], throttle=merged)
         backend = values.pop("terraform", None)
         docker_image = values.pop("docker", None)
         return ProjectConfig(**values, backend=backend, docker_base_image=docker_image)
@@ -297,8 +335,61 @@ class _Parser:
                 stage["memory"] = self.integer(keys["memory"], f"stages.{name}.memory", 128, 10240)
             if "env" in keys:
                 stage["env"] = self.env(keys["env"], f"stages.{name}.env")
+            if "throttle" in keys:
+                # merged over the project's throttle once the whole file is read
+                self.stage_throttles[name] = self.throttle(
+                    keys["throttle"], f"stages.{name}.throttle"
+                )
+            if "default_endpoint" in keys:
+                stage["default_endpoint"] = self.boolean(
+                    keys["default_endpoint"], f"stages.{name}.default_endpoint"
+                )
+                if stage["default_endpoint"] is False and "domain" not in keys:
+                    self.fail(
+                        keys["default_endpoint"],
+                        f"stages.{name}.default_endpoint is false but the stage has no domain: "
+                        "the HTTP API would have no URL",
+                        f"add stages.{name}.domain or remove default_endpoint",
+                    )
             stages[name] = Stage(**stage)
         return stages
+
+    def boolean(self, node: _Node, where: str) -> bool | None:
+        value = self.scalar(node, where)
+        if not isinstance(value, bool):
+            self.fail(node, f"{where} must be true or false, got {value!r}", "write true or false")
+            return None
+        return value
+
+    def throttle(self, node: _Node, where: str) -> dict[str, Any]:
+        """The ``rate`` and ``burst`` given (valid ones only; problems are reported)."""
+        keys = self.mapping(
+            node,
+            where,
+            {"rate": "steady requests per second", "burst": "requests at once above the rate"},
+        )
+        given: dict[str, Any] = {}
+        if "rate" in keys:
+            value = self.scalar(keys["rate"], f"{where}.rate")
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and 0 < value <= THROTTLE_RATE_MAX
+            ):
+                given["rate"] = float(value)
+            else:
+                self.fail(
+                    keys["rate"],
+                    f"{where}.rate must be requests per second above 0 and at most "
+                    f"{THROTTLE_RATE_MAX} (API Gateway's default account quota), got {value!r}",
+                    "a stage cannot be throttled above the account's limit; ask AWS for a "
+                    "higher quota first if you need more",
+                )
+        if "burst" in keys:
+            burst = self.integer(keys["burst"], f"{where}.burst", 1, THROTTLE_BURST_MAX)
+            if burst is not None:
+                given["burst"] = burst
+        return given
 
     def env(self, node: _Node, where: str) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -368,6 +459,7 @@ _PROJECT_KEYS = {
     "architecture": "arm64 or x86_64",
     "region": "AWS region",
     "memory": "Lambda memory in MB",
+    "throttle": "HTTP API throttling: {rate, burst}",
     "log_retention_days": "CloudWatch Logs retention",
     "stages": "deploy stages",
     "terraform": "Terraform settings",
@@ -378,5 +470,7 @@ _STAGE_KEYS = {
     "zone": "Route53 hosted zone id",
     "env": "plain environment settings",
     "memory": "Lambda memory in MB for this stage",
+    "throttle": "HTTP API throttling for this stage: {rate, burst}",
+    "default_endpoint": "keep the execute-api URL next to the domain (default false)",
 }
 _S3_KEYS = {"bucket": "state bucket", "region": "bucket region", "key_prefix": "state key prefix"}

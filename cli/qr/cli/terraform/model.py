@@ -40,7 +40,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from qr.runtime.config import ProjectConfig, Stage
+from qr.runtime.config import LOG_RETENTION_DAYS, ProjectConfig, Stage
 from qr.runtime.handler_config import FUNCTION_MARGIN, JOB_TIMEOUT_MAX, batch_seconds, batch_waves
 from qr.runtime.manifest import Cors as RouteCors
 from qr.runtime.manifest import Manifest, Route
@@ -214,6 +214,10 @@ class HttpApi:
     cors: Cors | None
     integration_timeout_ms: int
     access_log_group: str
+    throttle_rate: float
+    throttle_burst: int
+    disable_execute_api_endpoint: bool | Expr
+    """Off without a domain; with one, on once the domain serves (qr.yaml ``default_endpoint``)."""
 
 
 @dataclass(frozen=True)
@@ -379,6 +383,10 @@ class TerraformModel:
     """Where the stage's env comes from, for error messages (``qr.yaml``)."""
 
     @property
+    def log_retention_values(self) -> tuple[int, ...]:
+        return LOG_RETENTION_DAYS
+
+    @property
     def policy_size(self) -> int:
         """Estimated non-whitespace characters of the function role's inline policy."""
         return 40 + sum(statement.size for statement in self.statements)
@@ -435,7 +443,7 @@ def build_model(manifest: Manifest, stage_name: str | None = None) -> TerraformM
     websocket = _websocket(manifest, names, stage)
     schedules = _schedules(manifest, names)
     domain = _domain(stage, has_socket=websocket is not None)
-    http = _http(manifest, names)
+    http = _http(manifest, names, config, stage, domain)
     function = _function(manifest, config, stage, names, queues, websocket, http)
     urls = _urls(http, websocket, domain)
     model = TerraformModel(
@@ -585,9 +593,17 @@ def api_gateway_path(route: Route) -> str:
     return re.sub(r"\{([^}:]+):path\}", r"{\1+}", route.pattern)
 
 
-def _http(manifest: Manifest, names: Names) -> HttpApi | None:
+def _http(
+    manifest: Manifest, names: Names, config: ProjectConfig, stage: Stage, domain: Domain | None
+) -> HttpApi | None:
     if not manifest.routes:
         return None
+    throttle = config.throttle_of(stage)
+    disable: bool | Expr = False
+    if domain and not stage.serves_default_endpoint:
+        # Without a zone the domain serves only once its certificate is issued; until then the
+        # execute-api URL is the only way in.
+        disable = domain.ready or True
     taken: set[str] = set()
     routes = tuple(
         HttpRoute(
@@ -605,6 +621,9 @@ def _http(manifest: Manifest, names: Names) -> HttpApi | None:
         cors=_api_cors(manifest.routes),
         integration_timeout_ms=HTTP_INTEGRATION_TIMEOUT_MS,
         access_log_group=names.http_access_log_group,
+        throttle_rate=int(throttle.rate) if float(throttle.rate).is_integer() else throttle.rate,
+        throttle_burst=throttle.burst,
+        disable_execute_api_endpoint=disable,
     )
 
 
