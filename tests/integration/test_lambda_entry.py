@@ -470,20 +470,21 @@ def test_job_extend_changes_the_message_visibility(function: Lambda) -> None:
     _delete_succeeded(function, "emails", again, {"batchItemFailures": []})
 
 
-def test_sqs_fifo_batch_stops_at_the_first_failure(function: Lambda) -> None:
-    for payload, group in (("one", "g1"), ("bad", "g1"), ("two", "g1"), ("other", "g2")):
+def test_sqs_fifo_batch_failure_blocks_only_its_own_group(function: Lambda) -> None:
+    pushes = (("one", "g1"), ("bad", "g1"), ("two", "g1"), ("other", "g2"), ("more", "g2"))
+    for payload, group in pushes:
         _push(function, "orders.fifo", payload, group)
     messages = _receive(function, "orders.fifo")
     bodies = [json.loads(m["Body"]) for m in messages]
-    assert bodies == ["one", "bad", "two", "other"]
+    assert bodies == ["one", "bad", "two", "other", "more"]
     ids = [m["MessageId"] for m in messages]
     (answer,) = function.invoke(_sqs_event(function, "orders.fifo", messages))
-    # the failed job and everything after it, not run
-    assert answer["ok"] == {"batchItemFailures": [{"itemIdentifier": i} for i in ids[1:]]}
-    assert function.records() == ["orders g1 one"]
+    # the failed job and the rest of its group, not run; group g2 runs on
+    assert answer["ok"] == {"batchItemFailures": [{"itemIdentifier": i} for i in ids[1:3]]}
+    assert function.records() == ["orders g1 one", "orders g2 other", "orders g2 more"]
     _delete_succeeded(function, "orders.fifo", messages, answer["ok"])
     again = _receive(function, "orders.fifo")
-    assert sorted(json.loads(m["Body"]) for m in again) == ["bad", "other", "two"]
+    assert [json.loads(m["Body"]) for m in again] == ["bad", "two"]
 
 
 def test_catch_all_refuses_traversal_segments(function: Lambda) -> None:

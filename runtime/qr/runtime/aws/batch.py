@@ -10,11 +10,15 @@ message of the batch and leaves the failed ones to come back. ``run_batch``:
 2. gives each job the deadline ``min(now + config["timeout"], the function's remaining time
    less a margin)``, and ``job.extend(seconds)`` becomes ChangeMessageVisibility on its receipt;
 3. standard queues: runs the jobs concurrently (at most ``config["concurrency"]`` at once);
-   FIFO queues: one at a time in batch order, and after the first failure the rest of the batch
-   is reported failed without running, so nothing overtakes the failed job;
+   FIFO queues: one at a time in batch order; after a job fails, the rest of *its message group*
+   in the batch is reported failed without running, so nothing overtakes the failed job, while
+   other groups' jobs go on (a failing job blocks only its own group, as SQS FIFO orders per
+   group; Powertools' ``skip_group_on_error`` does the same,
+   https://docs.aws.amazon.com/powertools/python/latest/utilities/batch/#fifo-queues);
 4. backs a failed job off: ChangeMessageVisibility to the queue's backoff delay for its
    ``ApproximateReceiveCount`` (Lambda itself would leave it invisible for the whole visibility
-   timeout), and makes unrun FIFO records visible again at once. After ``max_attempts``
+   timeout), and makes unrun FIFO records visible again at once (SQS still counts their receive:
+   docs/queues.md). After ``max_attempts``
    receives SQS moves the message to the dead-letter queue (Terraform sets ``maxReceiveCount``).
 
 A failure to change visibility is logged and never turns a success into a failure.
@@ -105,13 +109,17 @@ async def _run_standard(
 async def _run_fifo(
     items: list[_Item], queues: SqsQueues, remaining: Callable[[], float | None]
 ) -> list[str]:
-    for position, item in enumerate(items):
-        if not await _run_one(item, queues, remaining):
-            rest = items[position + 1 :]
-            for later in rest:
-                _visibility(queues, later, 0)
-            return [_id(item)] + [_id(later) for later in rest]
-    return []
+    failed_groups: set[str | None] = set()
+    failed: list[str] = []
+    for item in items:
+        group = item.message.group_id if item.message is not None else None
+        if group in failed_groups:
+            _visibility(queues, item, 0)  # not run: back at once, behind its group's failed job
+            failed.append(_id(item))
+        elif not await _run_one(item, queues, remaining):
+            failed_groups.add(group)
+            failed.append(_id(item))
+    return failed
 
 
 async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float | None]) -> bool:
