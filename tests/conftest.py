@@ -1,16 +1,49 @@
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qr.runtime._loader import MODULE_PREFIX
 
 MakeProject = Callable[[Mapping[str, str]], Path]
+
+BACKSTOP_GRACE = 60.0
+"""Seconds past a test's limit after which the run is stopped (see ``pytest_timeout_set_timer``)."""
+
+
+_BACKSTOP_FD = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the terminal's stderr, kept now: while a test runs, fd 2 is pytest's capture file
+    config.stash[_BACKSTOP_FD] = os.dup(sys.__stderr__.fileno() if sys.__stderr__ else 2)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    os.close(config.stash[_BACKSTOP_FD])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Backstop for the ``signal`` method: its SIGALRM fails the test once, but the unwinding
+    (a fixture's teardown, a ``Popen`` waiting for its child) could block again. If the test has
+    not finished ``BACKSTOP_GRACE`` seconds later, dump every thread's stack and exit the run."""
+    faulthandler.dump_traceback_later(
+        settings.timeout + BACKSTOP_GRACE, exit=True, file=item.config.stash[_BACKSTOP_FD]
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
