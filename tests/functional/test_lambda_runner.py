@@ -47,7 +47,7 @@ def test_closing_stops_the_worker_threads(runner: EventRunner) -> None:
     worker = runner.run(_worker_thread())
     assert worker.is_alive()
     runner.close()
-    worker.join(timeout=10)
+    worker.join(timeout=30)
     assert not worker.is_alive()
     # A closed runner starts a new task group for the next event.
     assert runner.run(asyncio.sleep(0, "again")) == "again"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from qr.runtime.manifest import Manifest, scan
 from qr.runtime.ports import OutgoingJob, Platform, set_platform
 from qr.runtime.queues import JSON
 from tests.conftest import MakeProject
+from tests.waiting import WAIT
 
 FILES = {
     "queues/record.py": """
@@ -100,13 +102,16 @@ def module(manifest: Manifest, name: str) -> Any:
     return sys.modules[found.module]
 
 
-async def until(condition: Callable[[], bool]) -> None:
+async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
     while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.002)
 
 
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 20))
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(main())
 
 
 def test_in_process_push_wakes_the_worker(
@@ -119,8 +124,8 @@ def test_in_process_push_wakes_the_worker(
         worker.start()
         await asyncio.sleep(0.01)
         job_id = queues["record"].push("hello")
-        await until(lambda: record.seen == [("hello", 1)])
-        await until(lambda: engine.result(job_id) == {"echo": "hello"})
+        await until(lambda: record.seen == [("hello", 1)], "the job to run")
+        await until(lambda: engine.result(job_id) == {"echo": "hello"}, "its result")
         await worker.stop()
 
     run(main)
@@ -134,7 +139,9 @@ def test_push_from_a_sync_handler_thread_wakes_the_worker(
     async def main() -> None:
         worker.start()
         queues["chain"].push(0)
-        await until(lambda: engine.stats(["chain"])[0].depth == 0 and not worker._running)
+        await until(
+            lambda: engine.stats(["chain"])[0].depth == 0 and not worker._running, "the chain"
+        )
         await worker.stop()
 
     run(main)
@@ -152,7 +159,7 @@ def test_another_connection_push_is_noticed_through_data_version(
         worker.start()
         await asyncio.sleep(0.01)
         other.push(OutgoingJob("record", '"from elsewhere"', JSON))
-        await until(lambda: record.seen == [("from elsewhere", 1)])
+        await until(lambda: record.seen == [("from elsewhere", 1)], "the pushed job to run")
         await worker.stop()
 
     run(main)
@@ -169,12 +176,14 @@ def test_concurrency_and_batch_size_are_honoured(
         for i in range(7):
             queues["gated"].push(i)
         worker.start()
-        await until(lambda: len(gated.running) == 3)
+        await until(lambda: len(gated.running) == 3, "3 jobs running")
         for _ in range(20):
             await asyncio.sleep(0)
         assert len(gated.running) == 3
         gated.gate.set()
-        await until(lambda: engine.stats(["gated"])[0].depth == 0 and not worker._running)
+        await until(
+            lambda: engine.stats(["gated"])[0].depth == 0 and not worker._running, "the queue"
+        )
         await worker.stop()
 
     run(main)
@@ -190,7 +199,7 @@ def test_failures_retry_then_dead_letter_with_log_lines(
     async def main() -> None:
         worker.start()
         job_id = queues["flaky"].push("x")
-        await until(lambda: bool(engine.dead_jobs("flaky")))
+        await until(lambda: bool(engine.dead_jobs("flaky")), "the dead letter")
         await worker.stop()
         (dead,) = engine.dead_jobs("flaky")
         assert (dead.job_id, dead.received_count) == (job_id, 2)
@@ -219,7 +228,7 @@ def test_graceful_shutdown_returns_in_flight_jobs(
         worker.start()
         queues["gated"].push("a")
         queues["gated"].push("b")
-        await until(lambda: len(gated.running) == 2)
+        await until(lambda: len(gated.running) == 2, "2 jobs running")
         await worker.stop(grace=0.01)
 
     run(main)
@@ -262,9 +271,9 @@ def test_a_stopped_worker_can_start_again(
         await worker.stop()
         queues["record"].push("while stopped")
         worker.start()
-        await until(lambda: record.seen == [("while stopped", 1)])
+        await until(lambda: record.seen == [("while stopped", 1)], "the job pushed while stopped")
         queues["record"].push("woken")
-        await until(lambda: len(record.seen) == 2)
+        await until(lambda: len(record.seen) == 2, "the second job")
         await worker.stop()
 
     run(main)

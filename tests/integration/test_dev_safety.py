@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_dev_server import WAIT, DevProcess, _until, running_dev, scaffold
+from tests.integration.test_dev_server import DevProcess, running_dev, scaffold
+from tests.waiting import WAIT
 
 pytestmark = pytest.mark.integration
 
@@ -118,11 +119,11 @@ def test_queue_commands_work_while_an_unrelated_file_is_broken(dev: DevProcess) 
     broken = dev.root / "api" / "broken.py"
     broken.write_text("def get(:\n", encoding="utf-8")
     try:
-        _until(lambda: "syntax error" in dev.output(), "the server to see the broken file")
+        dev.until(lambda: "syntax error" in dev.output(), "the server to see the broken file")
         pushed = dev.qr("dev", "queue", "emails", '{"to": "b@example.com"}', "--json")
         assert pushed.returncode == 0, pushed.stderr
         job_id = json.loads(pushed.stdout)["job_id"]
-        _until(lambda: f"emails job {job_id} ok" in dev.output(), "the job to run")
+        dev.until(lambda: f"emails job {job_id} ok" in dev.output(), "the job to run")
         listed = dev.qr("queues", "--json")
         assert listed.returncode == 0, listed.stderr
         assert [q["queue"] for q in json.loads(listed.stdout)] == ["emails"]
@@ -139,11 +140,11 @@ def test_host_other_than_loopback_warns(tmp_path: Path) -> None:
     with running_dev(
         root, tmp_path / "dev.log", ["--port", "0", "--host", "0.0.0.0"], env
     ) as server:
-        _until(lambda: "reachable from the network" in server.output(), "the warning")
+        server.until(lambda: "reachable from the network" in server.output(), "the warning")
         assert "control endpoint" in server.output()
     (root / ".qr/dev/server.json").unlink(missing_ok=True)  # the first one was killed
     with running_dev(root, tmp_path / "dev2.log", ["--port", "0"], env) as server:
-        _until(lambda: "serving" in server.output(), "the banner")
+        server.until(lambda: "serving" in server.output(), "the banner")
         assert "reachable from the network" not in server.output()
 
 
@@ -157,7 +158,7 @@ def test_catch_all_route_refuses_traversal(dev: DevProcess) -> None:
         response = httpx.get(dev.url + "/files/a%2Fb", timeout=WAIT)
         return response if response.status_code == 200 else None
 
-    assert _until(served, "the new route").json() == {"path": ["a/b"]}
+    assert dev.until(served, "the new route").json() == {"path": ["a/b"]}
     for path in ("/files/..%2f..%2fetc%2fpasswd", "/files/%2e%2e/%2e%2e/etc/passwd"):
         response = httpx.get(dev.url + path, timeout=WAIT)
         assert response.status_code == 400, (path, response.text)

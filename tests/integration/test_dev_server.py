@@ -1,8 +1,8 @@
 """``qr dev`` as a newcomer uses it: a scaffolded project served by a real ``qr dev`` process.
 
 One server (module scope) on a free port; the tests run in file order and the last one stops it
-with Ctrl+C. Every wait is bounded (``_until``). The schedule clock runs 60x faster
-(``QR_DEV_CLOCK_SCALE``), so ``rate(1 minute)`` fires about every second through the real loop.
+with Ctrl+C. Every wait has a deadline (``DevProcess.until``, ``tests.waiting``). The schedule clock
+runs 60x faster (``QR_DEV_CLOCK_SCALE``), so ``rate(1 minute)`` fires about every second.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,11 @@ from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
 from qr.runtime.local.engine import DB_PATH, Engine
+from tests.waiting import WAIT, reaped, until
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-WAIT = 20.0
 
 NOTIFY = '''
 """Tell the user over WebSocket that their job ran."""
@@ -99,6 +98,10 @@ class DevProcess:
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/"
 
+    def until(self, check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
+        """``tests.waiting.until`` showing this server's console when it gives up."""
+        return until(check, what, timeout, output=self.output)
+
     def qr(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "qr.cli", *args],
@@ -108,17 +111,6 @@ class DevProcess:
             timeout=60,
             check=False,
         )
-
-
-def _until(check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def scaffold(base: Path) -> Path:
@@ -154,12 +146,9 @@ def running_dev(
             raise AssertionError(f"{command} exited:\n{log.read_text()}")
         return json.loads(state.read_text())["url"] if state.exists() else None
 
-    try:
-        yield DevProcess(root, process, log, _until(started, f"{command} to listen", timeout))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+    with reaped(process):
+        url = until(started, f"{command} to listen", timeout, output=log.read_text)
+        yield DevProcess(root, process, log, url)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +213,7 @@ def test_job_pushed_over_http_reaches_the_websocket(dev: DevProcess) -> None:
         response = httpx.post(dev.url + "/push", json={"user": "u1", "n": 7}, timeout=WAIT)
         job_id = response.json()["job_id"]
         assert json.loads(ws.recv(timeout=WAIT)) == {"job": 7, "job_id": job_id}
-    _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
+    dev.until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
 
 
 def test_job_pushed_with_qr_dev_queue_reaches_the_websocket(dev: DevProcess) -> None:
@@ -254,7 +243,7 @@ def test_api_gateway_limits_and_bad_frames_close_the_connection_the_server_goes_
         1009,
         f"frame of {32 * kb + 1} bytes is over API Gateway's 32 KB frame limit",
     )
-    _until(lambda: "split messages over 32 KB into frames" in dev.output(), "the console line")
+    dev.until(lambda: "split messages over 32 KB into frames" in dev.output(), "the console line")
     # over 128 KB in all, even in small frames
     assert _closed_with(dev, ["x" * (32 * kb)] * 4 + ["x"])[0] == 1009
     # 96 KB in 32 KB frames is fine
@@ -278,7 +267,7 @@ async def _invalid_utf8_close_code(url: str) -> int | None:
 
 
 def test_schedule_fires_on_its_rate_and_on_demand(dev: DevProcess) -> None:
-    _until(lambda: "SCHED tick job" in dev.output(), "rate(1 minute) to fire")
+    dev.until(lambda: "SCHED tick job" in dev.output(), "rate(1 minute) to fire")
     assert "; next run " in dev.output()
     result = dev.qr("dev", "schedule", "tick")
     assert result.returncode == 0, result.stderr
@@ -291,11 +280,11 @@ def test_schedule_fires_on_its_rate_and_on_demand(dev: DevProcess) -> None:
 def test_edit_a_handler_and_see_the_change(dev: DevProcess) -> None:
     index = dev.root / "api" / "index.py"
     index.write_text('def get():\n    return {"message": "edited"}\n', encoding="utf-8")
-    _until(
+    dev.until(
         lambda: httpx.get(dev.url + "/", timeout=WAIT).json() == {"message": "edited"},
         "the edited handler",
     )
-    _until(lambda: "reloaded" in dev.output(), "the reload line")  # the console batches lines
+    dev.until(lambda: "reloaded" in dev.output(), "the reload line")  # the console batches lines
 
 
 def test_queue_handler_reload_keeps_the_engine_and_its_jobs(dev: DevProcess) -> None:
@@ -305,7 +294,7 @@ def test_queue_handler_reload_keeps_the_engine_and_its_jobs(dev: DevProcess) -> 
     notify.write_text(
         NOTIFY.replace('"n"]', '"n"], "v": 2') + "\nconfig = {'timeout': 20}\n", encoding="utf-8"
     )
-    _until(lambda: dev.output().count("reloaded") > reloads, "the reload")
+    dev.until(lambda: dev.output().count("reloaded") > reloads, "the reload")
     with _ws(dev, "u5") as ws:
         result = dev.qr("dev", "queue", "notify", '{"user": "u5", "n": 9}', "--json")
         job_id = json.loads(result.stdout)["job_id"]
@@ -321,21 +310,21 @@ def test_broken_file_shows_the_error_and_fixing_recovers(dev: DevProcess) -> Non
         response = httpx.get(dev.url + "/", timeout=WAIT)
         return response if response.status_code == 500 else None
 
-    body = _until(broken, "the error response").json()
+    body = dev.until(broken, "the error response").json()
     assert body["problems"][0]["file"] == "api/index.py"
     assert body["problems"][0]["line"] == 2
     assert "api/index.py:2" in body["error"]
     # the other routes keep serving the last good code
     assert httpx.get(dev.url + "/items/5", timeout=WAIT).json() == {"id": "5", "name": "Item 5"}
-    _until(lambda: "syntax error" in dev.output(), "the console error")
+    dev.until(lambda: "syntax error" in dev.output(), "the console error")
     index.write_text(good, encoding="utf-8")
-    _until(lambda: httpx.get(dev.url + "/", timeout=WAIT).status_code == 200, "recovery")
+    dev.until(lambda: httpx.get(dev.url + "/", timeout=WAIT).status_code == 200, "recovery")
 
 
 def test_ctrl_c_closes_sockets_with_1001_gives_jobs_back_and_stops(dev: DevProcess) -> None:
     pushed = dev.qr("dev", "queue", "slow", "{}", "--json")
     job_id = json.loads(pushed.stdout)["job_id"]
-    _until(lambda: "slow job started" in dev.output(), "the slow job to start")
+    dev.until(lambda: "slow job started" in dev.output(), "the slow job to start")
     with _ws(dev, "u2") as ws, pytest.raises(ConnectionClosed) as info:
         dev.process.send_signal(signal.SIGINT)
         ws.recv(timeout=WAIT)

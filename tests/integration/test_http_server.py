@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import uvicorn
 from qr.runtime.http import create_app
 from qr.runtime.manifest import scan
 from tests.conftest import MakeProject
+from tests.waiting import WAIT, until
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +38,14 @@ def server(make_project: MakeProject) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
+    until(lambda: server.started or not thread.is_alive(), "uvicorn to start")
+    assert server.started, "uvicorn stopped before it started (see the captured log)"
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(WAIT)
 
 
 def _raw(base: str, request: bytes) -> bytes:

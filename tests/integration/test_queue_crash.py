@@ -30,6 +30,7 @@ import pytest
 from qr.runtime.local.engine import Engine
 from qr.runtime.queues import Queue
 from tests.conftest import MakeProject
+from tests.waiting import Lines, exited
 
 JOBS = 1000
 MAX_ATTEMPTS = 3
@@ -61,8 +62,13 @@ def _start(root: Path, db: Path, ledger: Path) -> subprocess.Popen[str]:
             text=True,
         )
     assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready"
-    process.stdout.close()
+    try:
+        Lines(process.stdout, "worker's stdout").wait_for(
+            lambda line: line.strip() == "ready", f"the worker to start (log: {log.name})"
+        )
+    except BaseException:
+        process.kill()
+        raise
     return process
 
 
@@ -110,7 +116,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
         process = _start(root, db, ledger)
         _wait(lambda t=threshold: len(_runs(ledger)) >= t, f"{threshold} runs")
         process.send_signal(signal.SIGKILL)
-        process.wait()
+        exited(process, "the killed worker")
         kills += 1
         held = {s.job_id: s.attempts for s in engine.job_states(status="running", limit=JOBS)}
         held_at_kills.update(held)
@@ -133,7 +139,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
         )
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        exited(process, "the last worker after SIGTERM")
 
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -12,6 +12,7 @@ import pytest
 from qr.cli.console import Output
 from qr.cli.dev.log import DevLog
 from qr.runtime import context
+from tests.waiting import until
 
 
 def make_log() -> tuple[DevLog, io.StringIO]:
@@ -68,11 +69,7 @@ def test_the_flusher_thread_writes_without_being_asked() -> None:
     log.info("soon")
     flusher = log._flusher
     assert flusher is not None and flusher.daemon
-    for _ in range(200):  # FLUSH_INTERVAL is 50 ms: poll for up to 2 s
-        if "soon" in stream.getvalue():
-            break
-        threading.Event().wait(0.01)
-    assert "soon" in stream.getvalue()
+    until(lambda: "soon" in stream.getvalue(), "the flusher (every 50 ms)", output=stream.getvalue)
 
 
 def test_prints_join_the_batch_in_order_while_captured(capsys: pytest.CaptureFixture[str]) -> None:

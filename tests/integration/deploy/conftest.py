@@ -28,6 +28,7 @@ import pytest
 
 from qr.cli.deploy.aws import Aws
 from qr.cli.deploy.terraform import TerraformBinary, find_terraform
+from tests.waiting import WAIT, Lines, exited, reaped, tail
 
 REGION = "us-east-1"
 
@@ -247,22 +248,27 @@ def demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     return root
 
 
-def interrupt_qr(args: list[str], until: Callable[[str], bool]) -> tuple[int, str, str]:
+def interrupt_qr(
+    args: list[str], until: Callable[[str], bool], what: str, timeout: float = WAIT
+) -> tuple[int, str, str]:
     """Run ``qr ARGS`` in a child process, press Ctrl+C once ``until(line)`` is true for a line
-    of its output; returns (exit code, stdout, stderr)."""
-    with subprocess.Popen(
+    of its output (``what`` that line is, for the failure message; at most ``timeout`` seconds)
+    and return (exit code, stdout, stderr) once it has stopped. The child never outlives the
+    call."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "qr.cli", *args],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    ) as process:
-        assert process.stdout is not None
-        seen = []
-        for line in process.stdout:
-            seen.append(line)
-            if until(line):
-                break
+    )
+    with reaped(process):
+        assert process.stdout is not None and process.stderr is not None
+        out, err = Lines(process.stdout, "stdout of qr"), Lines(process.stderr, "stderr of qr")
+        try:
+            out.wait_for(until, what, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nits stderr:\n{tail(err.text())}") from None
         process.send_signal(signal.SIGINT)
-        rest, err = process.communicate()
-    return process.returncode, "".join(seen) + rest, err
+        code = exited(process, f"qr {args[0]} after Ctrl+C", timeout)
+        return code, out.rest(), err.rest()

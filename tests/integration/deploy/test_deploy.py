@@ -24,6 +24,7 @@ from tests.integration.deploy.conftest import (
     create_function,
     stub_terraform,
 )
+from tests.waiting import Lines, exited, reaped
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +193,7 @@ def test_a_locked_state_names_the_lock_and_the_fix(
     first.deploy(plan_only=True)  # init + backend override in place
     directory = project / ".qr" / "build" / "production" / "terraform"
     stub_terraform(directory, code="v3", sleep=60)
-    with subprocess.Popen(
+    holder = subprocess.Popen(
         [terraform_binary.path, "apply", "-auto-approve", "-input=false", "-json"],
         cwd=directory,
         env={**first.env, "TF_DATA_DIR": str(first.work_dir)},
@@ -200,18 +201,17 @@ def test_a_locked_state_names_the_lock_and_the_fix(
         stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
-    ) as holder:
-        try:
-            assert holder.stdout is not None
-            for line in holder.stdout:  # the lock is held once the apply is running
-                if '"provision_start"' in line:
-                    break
-            second = make(lambda root, stage: directory)
-            with pytest.raises(QrError) as info:
-                second.deploy(yes=True)
-        finally:
-            holder.send_signal(signal.SIGINT)
-            holder.communicate()
+    )
+    with reaped(holder, group=True):
+        assert holder.stdout is not None
+        Lines(holder.stdout, "first apply's output").wait_for(
+            lambda line: '"provision_start"' in line, "the provisioner (the lock is then held)"
+        )
+        second = make(lambda root, stage: directory)
+        with pytest.raises(QrError) as info:
+            second.deploy(yes=True)
+        holder.send_signal(signal.SIGINT)
+        exited(holder, "the first apply after Ctrl+C")
     assert (
         info.value.message == "the Terraform state for stage 'production' is locked by another run"
     )

@@ -116,6 +116,7 @@ def test_ctrl_c_is_passed_to_terraform_which_stops_cleanly(
     code, out, err = interrupt_qr(
         ["deploy", "--yes", "--no-build", "-C", str(root)],
         until=lambda line: "creating terraform_data.function" in line,
+        what="terraform creating the function",
     )
     assert code == 130, out + err
     assert "asking terraform to stop" in out

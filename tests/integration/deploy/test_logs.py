@@ -168,7 +168,7 @@ def test_qr_logs_tail_streams_until_ctrl_c(tmp_path: Path, aws: Aws) -> None:
             put(aws, (now_ms(), "second line"))
         return "second line" in line
 
-    code, out, err = interrupt_qr(["logs", "--tail", "-C", str(root)], until)
+    code, out, err = interrupt_qr(["logs", "--tail", "-C", str(root)], until, '"second line"')
     assert code == 0, err
     assert "live tail unavailable" in out
     assert out.count("first line") == 1

@@ -26,7 +26,6 @@ from tests.integration.test_dev_server import (
     MIDDLEWARE,
     PUSH,
     DevProcess,
-    _until,
     running_dev,
     scaffold,
 )
@@ -113,14 +112,16 @@ def test_http_route_runs_in_a_container(dev: DevProcess) -> None:
     assert httpx.get(dev.url + "/items/5", timeout=WAIT).json() == {"id": "5", "name": "Item 5"}
     assert httpx.get(dev.url + "/nope", timeout=WAIT).status_code == 404
     # the console batches its lines: wait for them rather than read at once
-    _until(lambda: "warm container(s)" in dev.output() and "(docker)" in dev.output(), "log lines")
+    dev.until(
+        lambda: "warm container(s)" in dev.output() and "(docker)" in dev.output(), "log lines"
+    )
 
 
 def test_a_log_record_reaches_the_console_at_once(dev: DevProcess) -> None:
     """Not only when some later output ends a line (Docker's log driver splits on newlines)."""
     assert httpx.get(dev.url + "/logged", timeout=WAIT).json() == {"logged": True}
     expected = "WARNING app: a log record from the container"
-    _until(lambda: expected in dev.output(), "the handler's log record", WAIT)
+    dev.until(lambda: expected in dev.output(), "the handler's log record", WAIT)
 
 
 def test_websocket_message_is_answered(dev: DevProcess) -> None:
@@ -137,9 +138,9 @@ def test_queued_job_runs_and_reaches_the_websocket(dev: DevProcess) -> None:
         pushed = dev.qr("dev", "queue", "notify", json.dumps({"user": "u2", "n": 8}))
         assert pushed.returncode == 0, pushed.stderr
         assert json.loads(ws.recv(timeout=WAIT))["job"] == 8  # pushed by another process
-    _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line", WAIT)
+    dev.until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line", WAIT)
     # the container's output, in the console
-    _until(lambda: f"notifying u2 of job {job_id}" in dev.output(), "the job's output", WAIT)
+    dev.until(lambda: f"notifying u2 of job {job_id}" in dev.output(), "the job's output", WAIT)
 
 
 def test_schedule_fired_with_qr_dev_schedule(dev: DevProcess) -> None:
@@ -147,13 +148,13 @@ def test_schedule_fired_with_qr_dev_schedule(dev: DevProcess) -> None:
     assert result.returncode == 0, result.stderr
     assert "cleanup ran as job" in result.stdout
     job_id = result.stdout.split("as job ", 1)[1].split()[0]
-    _until(lambda: f"cleanup run {job_id}" in dev.output(), "the schedule's output", WAIT)
+    dev.until(lambda: f"cleanup run {job_id}" in dev.output(), "the schedule's output", WAIT)
 
 
 def test_code_change_restarts_the_containers(dev: DevProcess) -> None:
     index = dev.root / "api" / "index.py"
     index.write_text('def get():\n    return {"message": "edited"}\n', encoding="utf-8")
-    _until(
+    dev.until(
         lambda: httpx.get(dev.url + "/", timeout=WAIT).json() == {"message": "edited"},
         "the edited handler in the containers",
         WAIT,
@@ -165,7 +166,7 @@ def test_env_change_reaches_the_restarted_containers_through_ssm(dev: DevProcess
     source = 'import os\n\n\ndef get():\n    return {"message": os.environ["GREETING"]}\n'
     index.write_text(source, encoding="utf-8")
     (dev.root / ".env").write_text("GREETING=Hello again\n", encoding="utf-8")
-    _until(
+    dev.until(
         lambda: httpx.get(dev.url + "/", timeout=WAIT).json() == {"message": "Hello again"},
         "the new .env value, loaded from the local SSM endpoint at cold start",
         WAIT,

@@ -20,7 +20,7 @@ from qr.cli.docker.engine import listen_address
 from qr.cli.docker.pool import PROJECT_LABEL
 from tests.integration.docker.conftest import BRIDGE_DOCKER_HOST
 from tests.integration.docker.test_dev_docker import WAIT, serve_docker_dev
-from tests.integration.test_dev_server import DevProcess, _until
+from tests.integration.test_dev_server import DevProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,8 +61,8 @@ def test_a_job_pushed_from_the_container_runs_in_a_container(dev: DevProcess) ->
     response = httpx.post(dev.url + "/push", json={"user": "u1", "n": 1}, timeout=WAIT)
     assert response.status_code == 200, response.text
     job_id = response.json()["job_id"]
-    _until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line", WAIT)
-    _until(lambda: f"notifying u1 of job {job_id}" in dev.output(), "the job's output", WAIT)
+    dev.until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line", WAIT)
+    dev.until(lambda: f"notifying u1 of job {job_id}" in dev.output(), "the job's output", WAIT)
 
 
 def test_endpoints_listen_on_the_bridge_gateway_where_it_is_local(

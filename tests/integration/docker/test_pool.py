@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from qr.cli.docker.pool import (
     LogLine,
     PoolConfig,
 )
+from tests.waiting import WAIT, until
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +52,12 @@ VERSION = 1
 
 
 def _wait_for(logs: list[LogLine], text: str) -> LogLine:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = [line for line in logs if line.text == text]
-        if found:
-            return found[0]
-        time.sleep(0.02)
-    raise AssertionError(f"no output line {text!r} in {[line.text for line in logs]}")
+    found = until(
+        lambda: [line for line in logs if line.text == text],
+        f"the output line {text!r}",
+        output=lambda: "\n".join(line.text for line in logs),
+    )
+    return found[0]
 
 
 def _write(task: Path, source: str) -> None:
@@ -111,7 +110,7 @@ def test_warm_containers_answer_invocations(pool: ContainerPool, logs: list[LogL
 
 def test_pool_runs_invocations_in_parallel_containers(pool: ContainerPool) -> None:
     futures = [pool.submit({"n": n, "sleep": 0.5}) for n in range(2)]
-    instances = {json.loads(f.result())["instance"] for f in futures}
+    instances = {json.loads(f.result(timeout=WAIT))["instance"] for f in futures}
     assert len(instances) == 2
 
 
