@@ -75,6 +75,34 @@ def test_polling_never_repeats_and_picks_up_late_events(aws: Aws) -> None:
     assert poller.fetch() == []
 
 
+def test_an_event_stamped_ahead_of_time_hides_no_later_lines(aws: Aws) -> None:
+    # CloudWatch takes timestamps up to 2 hours ahead (a producer with a fast clock); the next
+    # poll window must still cover the lines stamped now
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    now = now_ms()
+    poller = logs.Poller(aws.client("logs"), GROUP, start_ms=now - 60_000, sleep=lambda s: None)
+    put(aws, (now, "first line"))
+    assert [e.message for e in poller.fetch()] == ["first line"]
+    put(aws, (now + 600_000, "from a clock 10 minutes fast"), stream="s2")
+    assert [e.message for e in poller.fetch()] == ["from a clock 10 minutes fast"]
+    put(aws, (now + 1000, "second line"))
+    assert [e.message for e in poller.fetch()] == ["second line"]
+    assert poller.fetch() == []
+
+
+def test_events_seen_are_forgotten_only_outside_the_next_window(aws: Aws) -> None:
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    now = now_ms()
+    poller = logs.Poller(
+        aws.client("logs"), GROUP, start_ms=now - 600_000, overlap_ms=60_000, sleep=lambda s: None
+    )
+    put(aws, (now - 300_000, "old"), (now - 30_000, "recent"))
+    assert [e.message for e in poller.fetch()] == ["old", "recent"]
+    for _ in range(3):  # polls that find nothing new repeat nothing
+        assert poller.fetch() == []
+    assert len(poller._seen) <= 2
+
+
 def test_throttling_backs_off_and_continues(aws: Aws) -> None:
     aws.client("logs").create_log_group(logGroupName=GROUP)
     put(aws, (now_ms(), "hello"))

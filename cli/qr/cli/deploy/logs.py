@@ -3,9 +3,12 @@
 Two sources of the same ``LogEvent``s:
 
 * ``Poller`` - ``FilterLogEvents`` over every page from a start time. Followed, each poll starts a
-  little (``overlap``) before the newest event seen, because CloudWatch can deliver an event after
-  later ones; events already shown are recognised by id, so nothing is printed twice and a late
-  event is not skipped. Throttling doubles the wait (up to ``max_delay``) instead of failing.
+  little (``overlap``) before the newest event seen, or before the local time when that is
+  earlier: CloudWatch can deliver an event after later ones, and it accepts timestamps up to two
+  hours ahead, so one line from a fast clock must not move the window past the lines stamped now.
+  Events already shown are recognised by id (remembered while they are inside the window), so
+  nothing is printed twice and a late event is not skipped. Throttling doubles the wait (up to
+  ``max_delay``) instead of failing.
 * ``live_tail`` - ``StartLiveTail``, an HTTP/2 event stream of ``sessionStart`` / ``sessionUpdate``
   frames (``events_from_stream`` reads the decoded frames), reopened when a session times out. Where
   the account, the endpoint or the SDK cannot do it, ``follow`` says why and falls back to polling.
@@ -79,6 +82,7 @@ class Poller:
         overlap_ms: int = 60_000,
         max_delay: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.group = group
@@ -88,13 +92,20 @@ class Poller:
         self.overlap_ms = overlap_ms
         self.max_delay = max_delay
         self.sleep = sleep
+        self.clock = clock
         self.newest = start_ms
         self._seen: dict[str, int] = {}
         self.throttled = 0
 
+    def window_start(self) -> int:
+        """Where the next poll starts: ``overlap`` before the newest event seen or the local time,
+        whichever is earlier (never before ``start_ms``)."""
+        now = int(self.clock() * 1000)
+        return max(self.start_ms, min(self.newest, now) - self.overlap_ms)
+
     def fetch(self) -> list[LogEvent]:
-        """Every event not returned before, from ``newest - overlap`` on, oldest first."""
-        start = max(self.start_ms, self.newest - self.overlap_ms)
+        """Every event not returned before, from ``window_start()`` on, oldest first."""
+        start = self.window_start()
         request: dict[str, Any] = {"logGroupName": self.group, "startTime": start}
         if self.pattern:
             request["filterPattern"] = self.pattern
@@ -119,7 +130,8 @@ class Poller:
                 request["nextToken"] = token
         if found:
             self.newest = max(self.newest, *(e.timestamp for e in found))
-        horizon = self.newest - self.overlap_ms
+        # the next poll cannot return what is before its start: forget those ids
+        horizon = self.window_start()
         self._seen = {k: ts for k, ts in self._seen.items() if ts >= horizon}
         return sorted(found, key=lambda e: (e.timestamp, e.event_id))
 
