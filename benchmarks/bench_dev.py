@@ -1,10 +1,13 @@
 """``qr dev`` over the network, against baselines measured in the same run.
 
-Goals (issue 5):
-* a JSON GET route through ``qr dev`` serves >= 0.7x the requests/s of a bare uvicorn + Starlette
-  app returning the same JSON with the same uvicorn settings (httptools/uvloop as installed, no
-  access log, log level warning); ``async def`` handlers for the goal, and ``def`` ones (both run
-  in a thread pool) reported beside it;
+Goals (issues 5 and 16):
+* a JSON GET route through ``qr dev`` serves >= 0.85x the requests/s of a bare uvicorn + Starlette
+  app serving the same shape with the same uvicorn settings (httptools/uvloop as installed, no
+  access log, log level warning), for three shapes: an ``async def`` handler, a ``def`` handler
+  (both sides run it in a worker thread), and a ``def`` handler behind a sync ``authenticate``
+  in ``_middleware.py`` checking a bearer token (the baseline: a sync Starlette endpoint that
+  checks the token itself). Rounds alternate baseline / qr and each shape's figure is the median
+  of the per-round ratios, with their spread, so a noisy neighbour hits both sides alike;
 * >= 30x the requests/s of ``chalice local`` serving an equivalent route (chalice is installed in
   a throw-away venv under ``.qr-ci/chalice-venv`` on first use; skipped with a note when PyPI is
   unreachable);
@@ -14,7 +17,8 @@ Goals (issue 5):
 Load is ``wrk -t1 -c16`` (Debian's ``wrk``) for a fixed duration when it is on PATH, else an
 httpx loop with 16 concurrent clients; the same tool for every server. Everything listens on
 127.0.0.1 only; every loop is bounded in count and time. ``qr dev``'s console goes to a file,
-as it would to a terminal (one line per request).
+as it would to a terminal (one line per request). ``BENCH_ROUNDS`` (default 5), ``BENCH_SECONDS``
+(default 3) and ``BENCH_DEV_SHAPES_ONLY=1`` (the three shapes alone) adjust a run.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ import websockets
 
 PAYLOAD = {"id": "42", "name": "Item 42", "tags": ["a", "b"], "price": 9.5}
 DURATION = float(os.environ.get("BENCH_SECONDS", "3"))
-ROUNDS = 3
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+TOKEN = "s3cret"
+SHAPES_ONLY = os.environ.get("BENCH_DEV_SHAPES_ONLY") == "1"
+"""Only the three throughput shapes (no WebSocket, reload or chalice figures)."""
 CONNECTIONS = 16
 REPO = Path(__file__).resolve().parent.parent
 CHALICE_VENV = REPO / ".qr-ci" / "chalice-venv"
@@ -57,7 +64,15 @@ async def item(request):
 def sync_item(request):
     return JSONResponse({PAYLOAD!r})
 
-app = Starlette(routes=[Route("/item", item), Route("/sync_item", sync_item)])
+def auth_item(request):
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or token.strip() != {TOKEN!r}:
+        return JSONResponse({{"error": "bad credentials"}}, 401)
+    return JSONResponse({PAYLOAD!r})
+
+app = Starlette(
+    routes=[Route("/item", item), Route("/sync_item", sync_item), Route("/auth/item", auth_item)]
+)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning",
             ws_max_size=128 * 1024, timeout_graceful_shutdown=5)
 """
@@ -95,12 +110,13 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0
 
 
 @contextmanager
-def serve(command: list[str], url: str, cwd: Path, log: Path) -> Iterator[None]:
+def serve(command: list[str], url: str, cwd: Path, log: Path) -> Iterator[int]:
+    """Run a server until the block ends; yields its pid."""
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_ready(url, process)
-        yield
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -110,11 +126,13 @@ def serve(command: list[str], url: str, cwd: Path, log: Path) -> Iterator[None]:
             process.wait(timeout=5)
 
 
-def load(url: str) -> float:
+def load(url: str, headers: dict[str, str] | None = None) -> float:
     """Requests per second against ``url``."""
+    headers = headers or {}
     if shutil.which("wrk"):
+        extra = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
         result = subprocess.run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION:g}s", url],
+            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION:g}s", *extra, url],
             capture_output=True,
             text=True,
             timeout=DURATION + 60,
@@ -124,10 +142,10 @@ def load(url: str) -> float:
         if not match or "Non-2xx" in result.stdout:
             raise RuntimeError(f"wrk failed:\n{result.stdout}{result.stderr}")
         return float(match.group(1))
-    return asyncio.run(_httpx_load(url))
+    return asyncio.run(_httpx_load(url, headers))
 
 
-async def _httpx_load(url: str) -> float:
+async def _httpx_load(url: str, headers: dict[str, str]) -> float:
     count = 0
     deadline = time.monotonic() + DURATION
 
@@ -139,10 +157,71 @@ async def _httpx_load(url: str) -> float:
             count += 1
 
     limits = httpx.Limits(max_connections=CONNECTIONS)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=10, headers=headers) as client:
         start = time.monotonic()
         await asyncio.gather(*(worker(client) for _ in range(CONNECTIONS)))
         return count / (time.monotonic() - start)
+
+
+SHAPES = (
+    ("JSON GET, async def handler", "/item", False),
+    ("JSON GET, def handler", "/sync_item", False),
+    ("JSON GET, def handler + def authenticate", "/auth/item", True),
+)
+"""(name, path, bearer token sent): the same path on both servers."""
+
+
+Runs = dict[str, list[float]]
+"""``qr``/``bare`` requests/s per round, ``qr_cpu``/``bare_cpu`` CPU microseconds per request."""
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``), else ``None``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_shape(
+    qr_server: tuple[str, int], bare_server: tuple[str, int], path: str, auth: bool
+) -> Runs:
+    """Each server's requests/s and CPU per request per round, alternating baseline and qr.
+
+    CPU time per request is the steadier figure on a shared machine: a neighbour's load slows
+    requests/s, but hardly the CPU a request costs the server."""
+    headers = {"Authorization": f"Bearer {TOKEN}"} if auth else {}
+    runs: Runs = {"qr": [], "bare": [], "qr_cpu": [], "bare_cpu": []}
+    for _ in range(ROUNDS):
+        for name, (base, pid) in (("bare", bare_server), ("qr", qr_server)):
+            before = cpu_seconds(pid)
+            rps = load(base + path, headers)
+            after = cpu_seconds(pid)
+            runs[name].append(rps)
+            if before is not None and after is not None:
+                runs[f"{name}_cpu"].append((after - before) / (rps * DURATION) * 1e6)
+    return runs
+
+
+def report_shapes(shapes: dict[str, Runs]) -> None:
+    print(f"{'shape':<40} {'qr dev req/s':>13} {'bare req/s':>11}  ratio: median (min-max)")
+    for name, runs in shapes.items():
+        ratios = [q / b for q, b in zip(runs["qr"], runs["bare"], strict=True)]
+        print(
+            f"{name:<40} {statistics.median(runs['qr']):13.0f} "
+            f"{statistics.median(runs['bare']):11.0f}  "
+            f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}, "
+            f"{len(ratios)} rounds; goal >= 0.85x)"
+        )
+        if runs["qr_cpu"] and runs["bare_cpu"]:
+            cpu = [b / q for q, b in zip(runs["qr_cpu"], runs["bare_cpu"], strict=True)]
+            print(
+                f"{'':<40} CPU per request: qr {statistics.median(runs['qr_cpu']):.0f} us, "
+                f"bare {statistics.median(runs['bare_cpu']):.0f} us, bare/qr median "
+                f"{statistics.median(cpu):.2f}x ({min(cpu):.2f}-{max(cpu):.2f})"
+            )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 def make_project(root: Path) -> None:
@@ -151,6 +230,15 @@ def make_project(root: Path) -> None:
     (root / "qr.yaml").write_text("name: bench\n")
     (root / "api" / "item.py").write_text(f"async def get():\n    return {PAYLOAD!r}\n")
     (root / "api" / "sync_item.py").write_text(f"def get():\n    return {PAYLOAD!r}\n")
+    (root / "api" / "auth").mkdir()
+    (root / "api" / "auth" / "_middleware.py").write_text(
+        "from qr.runtime import HTTPError\n\n"
+        "def authenticate(bearer_token):\n"
+        f"    if bearer_token != {TOKEN!r}:\n"
+        "        raise HTTPError(401, 'bad credentials')\n"
+        "    return {'id': 'u1'}\n"
+    )
+    (root / "api" / "auth" / "item.py").write_text(f"def get(user):\n    return {PAYLOAD!r}\n")
     (root / "api" / "version.py").write_text('def get():\n    return {"version": 0}\n')
     (root / "socket" / "index.py").write_text(
         "from qr.runtime import socket\n\n"
@@ -218,7 +306,10 @@ def chalice_python() -> Path | None:
 
 def main() -> None:
     tool = "wrk -t1 -c16" if shutil.which("wrk") else "httpx, 16 concurrent clients"
-    print(f"load: {tool}, best of {ROUNDS} alternating {DURATION:g} s runs, 127.0.0.1 only")
+    print(
+        f"load: {tool}, {ROUNDS} rounds of {DURATION:g} s alternating baseline and qr, "
+        f"127.0.0.1 only; load average before: {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="qr-bench-dev-") as scratch, ExitStack() as stack:
         base = Path(scratch)
         project = base / "bench"
@@ -226,22 +317,21 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         qr_command = [sys.executable, "-m", "qr.cli", "dev", "--port", str(port)]
-        stack.enter_context(serve(qr_command, url + "/item", project, base / "qr-dev.log"))
+        qr_pid = stack.enter_context(serve(qr_command, url + "/item", project, base / "qr-dev.log"))
         bare_file = base / "bare.py"
         bare_file.write_text(BARE_APP)
         bare_port = free_port()
         bare_url = f"http://127.0.0.1:{bare_port}/item"
         command = [sys.executable, str(bare_file), str(bare_port)]
-        stack.enter_context(serve(command, bare_url, base, base / "bare.log"))
-        # Alternate the two so a noisy neighbour hits both alike; keep each one's best round.
-        qr_rps = bare_rps = qr_sync_rps = bare_sync_rps = 0.0
-        bare_sync_url = bare_url.replace("/item", "/sync_item")
-        for _ in range(ROUNDS):
-            qr_rps = max(qr_rps, load(url + "/item"))
-            bare_rps = max(bare_rps, load(bare_url))
-        for _ in range(ROUNDS):
-            qr_sync_rps = max(qr_sync_rps, load(url + "/sync_item"))
-            bare_sync_rps = max(bare_sync_rps, load(bare_sync_url))
+        bare_pid = stack.enter_context(serve(command, bare_url, base, base / "bare.log"))
+        bare_base = f"http://127.0.0.1:{bare_port}"
+        shapes = {
+            name: measure_shape((url, qr_pid), (bare_base, bare_pid), path, auth)
+            for name, path, auth in SHAPES
+        }
+        if SHAPES_ONLY:
+            report_shapes(shapes)
+            return
         ws_rate = asyncio.run(socket_rate(url.replace("http", "ws") + "/"))
         latencies = reload_latency(url, project)
 
@@ -260,14 +350,8 @@ def main() -> None:
             with serve(command, chalice_url, app_dir, base / "chalice.log"):
                 chalice_rps = load(chalice_url)
 
-    print(f"qr dev JSON GET:             {qr_rps:10.0f} req/s")
-    print(
-        f"bare uvicorn + Starlette:    {bare_rps:10.0f} req/s   ratio {qr_rps / bare_rps:.2f}x (goal >= 0.7x)"
-    )
-    print(
-        f"sync def routes (thread pool): {qr_sync_rps:8.0f} vs {bare_sync_rps:.0f} req/s   "
-        f"ratio {qr_sync_rps / bare_sync_rps:.2f}x"
-    )
+    report_shapes(shapes)
+    qr_rps = statistics.median(shapes[SHAPES[0][0]]["qr"])
     if chalice_rps is not None:
         print(
             f"chalice local:               {chalice_rps:10.0f} req/s   "

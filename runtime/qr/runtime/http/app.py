@@ -13,7 +13,11 @@ One HTTP request goes through these stages:
    ``config["accepts"]`` mismatch -> 415;
 3. inside ``context.invocation(...)`` and within ``config["timeout"]`` (-> 504):
    ``authenticate`` -> ``on_request`` -> the handler, each called with what it names
-   (``injection``), the result rendered (``responses``);
+   (``injection``), the result rendered (``responses``). When the handler and those hooks are
+   all plain ``def`` functions, the chain runs in ONE worker-thread hop (``_SyncChain``; two when
+   the handler asks for ``body``, which is read on the loop between the hooks and the handler):
+   a hop costs about as much as the rest of a small request, and the common shape is a sync
+   ``authenticate`` in front of a sync handler;
 4. ``HTTPError`` -> its status with ``{"error": detail}``; any other exception -> logged with its
    traceback, ``on_error`` may answer, else 500 ``{"error": "Internal Server Error",
    "request_id": ...}`` (plus the traceback only when ``dev``);
@@ -37,8 +41,9 @@ to ``create_app`` (the socket dispatcher), or are refused with close code 1000 w
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-import os
+import random
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -54,7 +59,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qr.runtime import context
 from qr.runtime.errors import HTTPError
 from qr.runtime.http import cors, middleware
-from qr.runtime.http.injection import call_with, in_thread, parameters
+from qr.runtime.http.injection import Signature, arguments, call_with, in_context, parameters
 from qr.runtime.http.middleware import BadUser, Hooks
 from qr.runtime.http.requests import (
     BODYLESS_METHODS,
@@ -94,6 +99,9 @@ class Endpoint:
     allow: str
     hooks: Hooks
     config: RouteConfig
+    sync_hooks: bool
+    """``authenticate`` and ``on_request`` are plain functions (or absent): a sync handler's
+    whole chain can run in one worker-thread hop."""
 
     @classmethod
     def build(cls, route: Route, module: Any, root: Path) -> Endpoint:
@@ -105,13 +113,21 @@ class Endpoint:
         allowed = list(route.methods)
         if route.config.cors.enabled and "OPTIONS" not in allowed:
             allowed.append("OPTIONS")
-        return cls(
-            route, handlers, ", ".join(allowed), middleware.resolve(route, root), route.config
+        hooks = middleware.resolve(route, root)
+        sync_hooks = not any(
+            parameters(hook).is_async
+            for hook in (hooks.authenticate, hooks.on_request)
+            if hook is not None
         )
+        return cls(route, handlers, ", ".join(allowed), hooks, route.config, sync_hooks)
 
     @property
     def where(self) -> str:
         return f"{self.route.file}:{self.route.line}"
+
+    @property
+    def authenticate_where(self) -> str:
+        return self.route.middleware.get("authenticate") or ""
 
 
 class QrApp:
@@ -155,7 +171,8 @@ class QrApp:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         state = scope.get("state") or {}
-        request_id = str(state.get("request_id") or os.urandom(16).hex())
+        # Not os.urandom: a system call per request, and an id needs to be unique, not secret.
+        request_id = str(state.get("request_id") or f"{_random_bits(128):032x}")
         status = 500
         try:
             response = await self.respond(scope, receive, request_id, state.get("deadline"))
@@ -281,15 +298,20 @@ class QrApp:
         """``call`` within the exchange's timeout, else a 504."""
         watch = self.deadlines.watch(ex.timeout)
         if watch is None:  # not on asyncio
-            with anyio.move_on_after(ex.timeout) as scope:
-                return await self.call(ex)
-            expired = scope.cancelled_caught
+            with anyio.move_on_after(ex.timeout):
+                try:
+                    return await self.call(ex)
+                except _DeadlinePassed:
+                    pass
+            expired = True
         else:
             try:
                 return await self.call(ex)
             except asyncio.CancelledError:
                 if not watch.expired:
                     raise
+                expired = True
+            except _DeadlinePassed:  # a sync chain's worker saw it before the loop's timer
                 expired = True
             finally:
                 watch.close()
@@ -326,27 +348,15 @@ class QrApp:
                 )
 
     async def call(self, ex: _Exchange) -> StarletteResponse:
+        signature = parameters(ex.function)
+        if not signature.is_async and ex.endpoint.sync_hooks:
+            return await self.call_sync(ex, signature)
         hooks = ex.endpoint.hooks
         request = ex.request
         user: Mapping[str, Any] | None = None
         if hooks.authenticate is not None:
-            bearer, username, password = middleware.credentials(
-                request.headers.get("authorization")
-            )
-            found = await call_with(
-                hooks.authenticate,
-                {
-                    "bearer_token": bearer,
-                    "username": username,
-                    "password": password,
-                    "cookies": request.cookies,
-                    "request": request,
-                    "headers": request.headers,
-                    "request_id": ex.request_id,
-                },
-            )
-            where = ex.endpoint.route.middleware["authenticate"] or ""
-            user = middleware.normalize_user(found, where)
+            found = await call_with(hooks.authenticate, _credentials(ex))
+            user = middleware.normalize_user(found, ex.endpoint.authenticate_where)
             context.update_user(user)
         if hooks.on_request is not None:
             early = await call_with(
@@ -354,22 +364,32 @@ class QrApp:
             )
             if early is not None:
                 return render(early)
-        function = ex.function
-        signature = parameters(function)
-        params = ex.params
-        values: dict[str, object] = {}
-        for name in signature.names:
-            if name in params:
-                values[name] = params[name]
-            elif name == "body":
-                values[name] = await parse_body(request, ex.limited)
-            else:
-                source = _SOURCES.get(name)
-                if source is not None:
-                    values[name] = source(ex, user)
+        body = await parse_body(request, ex.limited) if _wants_body(ex, signature) else None
+        values = _arguments(ex, signature, user, body)
         if signature.is_async:
-            return render(await function(**values))
-        return render(await in_thread(function, values))
+            return render(await ex.function(**values))
+        return await in_context(contextvars.copy_context(), _render_call, ex.function, values)
+
+    async def call_sync(self, ex: _Exchange, signature: Signature) -> StarletteResponse:
+        """Sync hooks and a sync handler in one worker-thread hop (see ``_SyncChain``)."""
+        chain = _SyncChain(ex, signature)
+        context_copy = contextvars.copy_context()
+        try:
+            if not _wants_body(ex, signature):
+                return await in_context(context_copy, chain.run, None)
+            # The body is read on the loop, after the hooks (a refused request is never read).
+            if chain.has_hooks:
+                early = await in_context(context_copy, chain.hooks)
+                if early is not None:
+                    return early
+            body = await parse_body(ex.request, ex.limited)
+            return await in_context(context_copy, chain.handler, body)
+        except BaseException:
+            chain.abandoned = True  # a worker still running stops before its next step
+            raise
+        finally:
+            if chain.authenticated:  # on_response / on_error see the user, as on the loop
+                context.update_user(chain.user)
 
     async def failed(self, ex: _Exchange, error: Exception) -> StarletteResponse:
         if isinstance(error, BadUser):
@@ -461,6 +481,107 @@ class _Exchange:
         self.timeout = timeout
         self.deadline = deadline
         """``time.monotonic()`` by which the handler must finish."""
+
+
+class _DeadlinePassed(Exception):
+    """A sync chain's worker found the request past its deadline before its next step."""
+
+
+class _SyncChain:
+    """``authenticate`` -> ``on_request`` -> the handler, all plain functions, in a worker thread.
+
+    Runs in a copy of the request's context (``update_user`` there is seen by the next steps);
+    the loop side reads ``user`` back afterwards. Before each step the worker checks the deadline
+    and whether the loop has given up on the request (a timeout, a client gone): a request that
+    timed out during ``authenticate`` never reaches its handler, as on the loop.
+    """
+
+    __slots__ = ("abandoned", "authenticated", "ex", "has_hooks", "signature", "user")
+
+    def __init__(self, ex: _Exchange, signature: Signature) -> None:
+        self.ex = ex
+        self.signature = signature
+        hooks = ex.endpoint.hooks
+        self.has_hooks = hooks.authenticate is not None or hooks.on_request is not None
+        self.user: Mapping[str, Any] | None = None
+        self.authenticated = False
+        self.abandoned = False
+
+    def run(self, body: object) -> StarletteResponse:
+        early = self.hooks() if self.has_hooks else None
+        return early if early is not None else self.handler(body)
+
+    def hooks(self) -> StarletteResponse | None:
+        """Returns ``on_request``'s early answer, if any."""
+        ex = self.ex
+        hooks = ex.endpoint.hooks
+        if hooks.authenticate is not None:
+            self.check()
+            found = hooks.authenticate(**arguments(hooks.authenticate, _credentials(ex)))
+            user = middleware.normalize_user(found, ex.endpoint.authenticate_where)
+            self.user = user
+            self.authenticated = True
+            context.update_user(user)
+        if hooks.on_request is not None:
+            self.check()
+            values = {"request": ex.request, "user": self.user, "request_id": ex.request_id}
+            early = hooks.on_request(**arguments(hooks.on_request, values))
+            if early is not None:
+                return render(early)
+        return None
+
+    def handler(self, body: object) -> StarletteResponse:
+        self.check()
+        ex = self.ex
+        return render(ex.function(**_arguments(ex, self.signature, self.user, body)))
+
+    def check(self) -> None:
+        if self.abandoned or time.monotonic() >= self.ex.deadline:
+            raise _DeadlinePassed
+
+
+def _wants_body(ex: _Exchange, signature: Signature) -> bool:
+    return "body" in signature.names and "body" not in ex.params
+
+
+def _credentials(ex: _Exchange) -> dict[str, object]:
+    """What ``authenticate`` may ask for."""
+    request = ex.request
+    bearer, username, password = middleware.credentials(request.headers.get("authorization"))
+    return {
+        "bearer_token": bearer,
+        "username": username,
+        "password": password,
+        "cookies": request.cookies,
+        "request": request,
+        "headers": request.headers,
+        "request_id": ex.request_id,
+    }
+
+
+def _arguments(
+    ex: _Exchange, signature: Signature, user: Mapping[str, Any] | None, body: object
+) -> dict[str, object]:
+    """The handler's keyword arguments (``body`` already parsed when it asks for it)."""
+    params = ex.params
+    values: dict[str, object] = {}
+    for name in signature.names:
+        if name in params:
+            values[name] = params[name]
+        elif name == "body":
+            values[name] = body
+        else:
+            source = _SOURCES.get(name)
+            if source is not None:
+                values[name] = source(ex, user)
+    return values
+
+
+def _render_call(function: Callable[..., Any], values: dict[str, object]) -> StarletteResponse:
+    return render(function(**values))
+
+
+_random_bits = random.getrandbits
 
 
 # Injectable name -> its value for one exchange (``body`` is parsed separately: it is awaited).

@@ -19,12 +19,14 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from qr.runtime._loader import display_name
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,18 @@ async def call(function: Callable[..., Any], kwargs: dict[str, object]) -> Any:
 
 async def in_thread(function: Callable[..., Any], kwargs: dict[str, object]) -> Any:
     """Run a sync function in the worker pool, in a copy of the current context."""
-    context = contextvars.copy_context()
-    return await anyio.to_thread.run_sync(
-        functools.partial(context.run, function, **kwargs), abandon_on_cancel=True
+    return await in_context(contextvars.copy_context(), function, **kwargs)
+
+
+async def in_context(
+    context: contextvars.Context, function: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """Run a sync function in the worker pool inside ``context`` (several hops of one request
+    can share one copy). On cancellation the worker is abandoned, its result ignored."""
+    result: T = await anyio.to_thread.run_sync(
+        functools.partial(context.run, function, *args, **kwargs), abandon_on_cancel=True
     )
+    return result
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
