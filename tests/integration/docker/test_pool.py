@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from qr.cli.docker.image import BuiltImage
 from qr.cli.docker.pool import (
+    _POLL,
     ContainerCrashed,
     ContainerPool,
     FunctionError,
@@ -161,3 +163,25 @@ def test_init_crash_shows_output_and_the_pool_recovers(
         assert "broken at import" in output
         _write(task, APP)
         assert broken.invoke({"n": 6})["event"] == {"n": 6}
+
+
+def _wait_idle(pool: ContainerPool, count: int) -> None:
+    until(lambda: pool.idle_count() >= count, f"{count} idle containers", interval=0.01)
+
+
+def test_sequential_invocations_reuse_the_most_recently_used_container(
+    pool: ContainerPool,
+) -> None:
+    # Both containers idle before each call: the one that answered last takes the next (LIFO,
+    # as Lambda reuses a warm environment), instead of the two alternating.
+    instances = []
+    for n in range(8):
+        _wait_idle(pool, 2)
+        if n % 2:  # idle long enough for each waiting `next` to time out and wait again
+            time.sleep(_POLL * 1.5)
+        instances.append(pool.invoke({"n": n})["instance"])
+    assert len(set(instances[1:])) == 1, instances
+    # The other one is still there for concurrent work.
+    _wait_idle(pool, 2)
+    futures = [pool.submit({"n": n, "sleep": 0.3}) for n in range(2)]
+    assert len({json.loads(f.result())["instance"] for f in futures}) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -98,3 +99,56 @@ def test_oversized_response_is_413_and_fails_the_invocation(
     status, _, _ = _call(conn, "POST", f"{PREFIX}/invocation/req-1/response", big)
     assert status == 413
     assert backend.results[0][0] == "error:ResponseSizeTooLarge"
+
+
+def test_header_names_are_matched_without_regard_to_case(
+    conn: http.client.HTTPConnection, backend: _Backend
+) -> None:
+    header = {"lambda-runtime-function-error-type": "Runtime.Lower"}
+    assert _call(conn, "POST", f"{PREFIX}/invocation/req-1/error", b"{}", header)[0] == 202
+    assert backend.results[0][0] == "error:Runtime.Lower"
+
+
+def _raw(server: RuntimeAPIServer, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /2018-06-01/runtime/invocation/next SPDY/3\r\n\r\n",
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n folded: x\r\n\r\n",
+    ],
+)
+def test_malformed_requests_are_400_and_the_connection_closed(
+    backend: _Backend, request_head: bytes
+) -> None:
+    server = RuntimeAPIServer(backend).start()
+    try:
+        answer = _raw(server, request_head)  # returns: the server closed the connection
+    finally:
+        server.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert backend.work, "no work was handed out"
+
+
+def test_connection_close_is_honoured(backend: _Backend) -> None:
+    server = RuntimeAPIServer(backend).start()
+    try:
+        answer = _raw(
+            server,
+            b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+    finally:
+        server.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nDate: " in head
+    assert json.loads(body) == {"a": 1}

@@ -4,14 +4,41 @@ The Runtime API and the local AWS endpoints are called by code inside the contai
 request at a time (or one long poll per container), so ``http.server`` threads are enough and keep
 them independent of the dev server's event loop. Replies go out in one buffered write with Nagle
 off: otherwise each exchange waits ~40 ms for a delayed ACK between header and body segments.
+
+Every warm invocation costs two requests here (``next`` and ``response``), so the request head is
+parsed by hand (``Handler.parse_request``): ``http.server`` hands header parsing to the
+``email`` package, which took longer than the rest of the exchange. The callers are HTTP/1.1
+clients on this machine (``awslambdaric``, boto3); a malformed request line or header is a 400.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, overload
+
+_MAX_HEADERS = 100
+
+
+class Headers:
+    """A request's header fields, looked up without regard to case."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self._fields = fields
+        """Lower-case name -> value (a repeated field keeps its last value)."""
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._fields.get(name.lower(), default)
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -25,6 +52,43 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
+    headers: Headers  # type: ignore[assignment]  # not an email.message.Message: see the docstring
+    raw_requestline: bytes
+
+    def parse_request(self) -> bool:
+        """The request line and header fields of ``raw_requestline`` and ``rfile``."""
+        line = str(self.raw_requestline, "latin-1").rstrip("\r\n")
+        self.requestline = line
+        self.command, self.request_version, self.close_connection = "", "HTTP/1.1", True
+        parts = line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self.send_error(400, f"bad request line {line!r}")
+            return False
+        self.command, self.path, self.request_version = parts
+        fields: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS):
+            raw = self.rfile.readline(65537)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = str(raw, "latin-1").partition(":")
+            if not colon or not name or name != name.strip():
+                self.send_error(400, f"bad header line {raw!r}")
+                return False
+            fields[name.lower()] = value.strip()
+        else:
+            self.send_error(431, "too many header fields")
+            return False
+        self.headers = Headers(fields)
+        connection = fields.get("connection", "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        return True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """The status line and ``Date`` (formatted once a second), no ``Server`` field."""
+        self.send_response_only(code, message)
+        self.send_header("Date", _date())
 
     def log_message(self, format: str, *args: object) -> None:
         """Requests are not logged: the callers report what matters."""
@@ -50,6 +114,19 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:  # the caller went away mid-reply
             self.close_connection = True
+
+
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _date() -> str:
+    global _stamp
+    now = int(time.time())
+    second, text = _stamp  # one tuple: threads never see a half-updated pair
+    if now != second:
+        text = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+        _stamp = (now, text)
+    return text
 
 
 class Serving:

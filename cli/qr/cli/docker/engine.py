@@ -1,7 +1,10 @@
 """Connecting to the Docker engine, with errors that say how to start it.
 
 The docker SDK is imported here and nowhere in ``qr.runtime``. ``connect()`` pings the engine
-once so that "not installed" and "not running" are told apart before any build starts.
+once so that "not installed" and "not running" are told apart before any build starts. The ping
+has a short timeout of its own: an engine that accepts the connection and never answers (a hung
+daemon, a stale socket forwarded from a VM) would otherwise keep ``qr dev --docker`` silent for
+the SDK's two minutes.
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ from qr.cli.errors import QrError
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
 API_VERSION = "1.41"
 """Docker 20.10's API; newer engines serve it too."""
+PING_TIMEOUT = 5.0
+"""Seconds the engine has to answer the first ping (a running engine answers in milliseconds)."""
+CALL_TIMEOUT = 120
+"""Seconds for each later call (image builds and imports are slow)."""
 
 
-def connect(environment: dict[str, str] | None = None, socket: Path = DEFAULT_SOCKET) -> Any:
+def connect(
+    environment: dict[str, str] | None = None,
+    socket: Path = DEFAULT_SOCKET,
+    *,
+    ping_timeout: float = PING_TIMEOUT,
+) -> Any:
     """A ``docker.DockerClient`` for the engine of ``DOCKER_HOST`` (or the default socket)."""
     import docker
     import docker.errors
@@ -33,12 +45,18 @@ def connect(environment: dict[str, str] | None = None, socket: Path = DEFAULT_SO
     client = None
     try:
         # A fixed API version (one every current engine serves) spares a version probe.
-        client = docker.from_env(environment=env, timeout=120, version=API_VERSION)
+        client = docker.from_env(environment=env, timeout=ping_timeout, version=API_VERSION)
         client.ping()
+    except requests.Timeout:
+        if client is not None:
+            client.close()
+        detail = f"it did not answer within {ping_timeout:g} s"
+        raise not_running_error(host, env, detail, socket) from None
     except (docker.errors.DockerException, requests.RequestException) as exc:
         if client is not None:
             client.close()
         raise not_running_error(host, env, str(exc), socket) from None
+    client.api.timeout = CALL_TIMEOUT
     return client
 
 

@@ -1,8 +1,10 @@
 """A pool of warm containers running the Lambda entry point, fed through the Runtime API.
 
-Each slot owns one container and that container's ``RuntimeAPIServer``. Invocations wait in one
-shared queue; whichever warm container polls ``next`` first takes the next one, so the pool size
-is the function's concurrency. The platform, not the container, enforces the timeout: a timer
+Each slot owns one container and that container's ``RuntimeAPIServer``. An invocation goes to the
+idle container that became idle LAST (a stack, as Lambda reuses the warmest environment), or
+waits in a FIFO queue until a container asks ``next``; the pool size is the function's
+concurrency. Sequential invocations thus keep hitting one warm container, with its caches, its
+imported modules and its thread pool hot, instead of alternating between them. The platform, not the container, enforces the timeout: a timer
 starts when a container takes the work, and on expiry the invocation fails with
 ``FunctionTimeout`` and the container is killed and replaced (as Lambda resets a sandbox).
 
@@ -128,7 +130,13 @@ class ContainerPool:
         self.config = config
         self.on_log = on_log
         self.id = uuid.uuid4().hex[:12]
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._pending: deque[_Job] = deque()
+        """Invocations no container has taken yet, oldest first."""
+        self._idle: list[_Slot] = []
+        """Containers waiting in ``next``, the most recently idle last."""
+        self._dispatch = threading.Lock()
+        """Guards ``_pending`` and ``_idle`` (kept apart from ``_lock``: it is taken per
+        invocation)."""
         self._lock = threading.Lock()
         self._slots: list[_Slot] = []
         self._counter = itertools.count(1)
@@ -178,6 +186,11 @@ class ContainerPool:
     def warm_count(self) -> int:
         return sum(1 for slot in self._slots if slot.state == "ready")
 
+    def idle_count(self) -> int:
+        """Containers waiting for work right now."""
+        with self._dispatch:
+            return len(self._idle)
+
     def submit(
         self, event: Any, *, request_id: str | None = None, timeout: float | None = None
     ) -> Future[bytes]:
@@ -188,7 +201,7 @@ class ContainerPool:
         deadline_ms = int((time.time() + seconds) * 1000)
         job = _Job(Work(request_id, payload, deadline_ms, self.arn), Future(), seconds)
         self._revive()
-        self._queue.put(job)
+        self._hand_out(job)
         self._fail_if_all_dead()
         return job.future
 
@@ -204,6 +217,35 @@ class ContainerPool:
         future = self.submit(event, request_id=request_id, timeout=timeout)
         payload: bytes = await asyncio.wrap_future(future)
         return json.loads(payload)
+
+    def _hand_out(self, job: _Job, *, first: bool = False) -> None:
+        """To the most recently idle container, else into the queue (``first``: at its head)."""
+        with self._dispatch:
+            while self._idle:
+                slot = self._idle.pop()
+                if slot._serving():
+                    slot._mailbox.put(job)
+                    return
+            if first:
+                self._pending.appendleft(job)
+            else:
+                self._pending.append(job)
+
+    def _take(self, slot: _Slot) -> _Job | None:
+        """The oldest waiting invocation, or ``None`` after marking ``slot`` idle."""
+        with self._dispatch:
+            if self._pending:
+                return self._pending.popleft()
+            self._idle.append(slot)
+            return None
+
+    def _leave_idle(self, slot: _Slot) -> bool:
+        """Take ``slot`` off the idle stack; ``False`` when work was handed to it meanwhile."""
+        with self._dispatch:
+            if slot in self._idle:
+                self._idle.remove(slot)
+                return True
+            return False
 
     def _new_slot(self) -> _Slot:
         slot = _Slot(self, f"qr-{self.config.function_name}-{self.id}-{next(self._counter)}")
@@ -246,11 +288,9 @@ class ContainerPool:
         )
 
     def _fail_queued(self, error: Callable[[_Job], InvocationFailed]) -> None:
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return
+        with self._dispatch:
+            jobs, self._pending = list(self._pending), deque()
+        for job in jobs:
             if not job.future.done():
                 job.future.set_exception(error(job))
 
@@ -321,6 +361,8 @@ class _Deadlines:
 
 
 _TICK = 0.05
+_POLL = 0.5
+"""Seconds a waiting ``next`` sleeps before it checks the container is still wanted."""
 
 
 class _Slot:
@@ -339,6 +381,8 @@ class _Slot:
         self.container: Any = None
         self._stopping = False
         self._lock = threading.Lock()
+        self._mailbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        """Work handed to this container while it waits in ``next`` (``None``: stop waiting)."""
         config = pool.config
         default = "127.0.0.1" if config.network == "host" else "0.0.0.0"
         self.server = RuntimeAPIServer(self, config.listen or default)
@@ -366,8 +410,14 @@ class _Slot:
 
     def stop(self) -> None:
         self._stopping = True
+        self._wake()
         _quietly(self.container.remove, force=True)
         self.server.close()
+
+    def _wake(self) -> None:
+        """A ``next`` waiting on this container returns (stopping, or the container died)."""
+        if self.pool._leave_idle(self):
+            self._mailbox.put(None)
 
     # RuntimeBackend, called from the server's threads
     def next_invocation(self) -> Work | None:
@@ -377,14 +427,13 @@ class _Slot:
                 self.state = "ready"
                 self.started.set()
         while self._serving():
-            try:
-                job = self.pool._queue.get(timeout=0.2)
-            except queue.Empty:
+            job = self.pool._take(self) or self._wait_for_work()
+            if job is None:  # woken to stop
                 continue
             if job.future.done():  # failed while queued
                 continue
             if not self._serving():
-                self.pool._queue.put(job)
+                self.pool._hand_out(job, first=True)
                 return None
             with self._lock:
                 self.current = job
@@ -392,6 +441,21 @@ class _Slot:
             self.pool._deadlines.add(job, self)
             return job.work
         return None
+
+    def _wait_for_work(self) -> _Job | None:
+        """Wait on the idle stack until work is handed over; ``None`` when no longer wanted.
+
+        The place on the stack is kept while waiting (leaving and coming back would make this
+        the most recently idle container again)."""
+        while True:
+            try:
+                return self._mailbox.get(timeout=_POLL)
+            except queue.Empty:
+                if self._serving():
+                    continue
+                if self.pool._leave_idle(self):
+                    return None
+                return self._mailbox.get()  # handed out just now: it is there
 
     def _serving(self) -> bool:
         return not self._stopping and self.state != "dead"
@@ -515,6 +579,7 @@ class _Slot:
             was_starting = self.state == "starting"
             self.state = "dead"
             job, self.current = self.current, None
+        self._wake()
         if was_starting and not self._stopping:
             self.init_crashed = True
         if job is not None and not job.future.done():
