@@ -82,12 +82,13 @@ def test_files_by_project(rendered: dict[str, Path]) -> None:
     common = {"versions.tf", "providers.tf", "variables.tf", "main.tf", "function.tf", "outputs.tf"}
     assert files("scaffold") == common | {
         "queues.tf",
+        "jobs.tf",
         "http_api.tf",
         "websocket.tf",
         "schedules.tf",
     }
-    assert files("fifo-only") == common | {"queues.tf"}
-    assert files("no-sockets") == common | {"queues.tf", "http_api.tf", "schedules.tf"}
+    assert files("fifo-only") == common | {"queues.tf", "jobs.tf"}
+    assert files("no-sockets") == common | {"queues.tf", "jobs.tf", "http_api.tf", "schedules.tf"}
     assert files("domain-zone") == common | {"http_api.tf", "websocket.tf", "domain.tf"}
 
 
@@ -219,6 +220,39 @@ def test_queue_permissions_name_every_queue(parsed: dict[str, dict[str, dict[str
                 for statement in body["statement"]:
                     if statement["sid"].startswith("Queues"):
                         assert not any("*" in r for r in statement["resources"])
+
+
+def test_job_state_table_and_its_scoped_permissions(
+    parsed: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    tree = parsed["scaffold"]
+    table = resources(tree, "aws_dynamodb_table")["jobs"]
+    assert table["name"] == "scaffold-production-jobs"
+    assert (table["billing_mode"], table["hash_key"]) == ("PAY_PER_REQUEST", "job_id")
+    assert [(a["name"], a["type"]) for a in table["attribute"]] == [("job_id", "S")]
+    assert (table["ttl"][0]["attribute_name"], table["ttl"][0]["enabled"]) == ("expires_at", True)
+    assert table["point_in_time_recovery"][0]["enabled"] is True
+    assert table["server_side_encryption"][0]["enabled"] is True
+    env = resources(tree, "aws_lambda_function")["app"]["environment"][0]["variables"]
+    assert env["QR_JOBS_TABLE"] == "${aws_dynamodb_table.jobs.name}"
+    policy = tree["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]
+    jobs = next(s for s in policy["statement"] if s["sid"] == "JobState")
+    assert jobs["actions"] == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    assert jobs["resources"] == ["${aws_dynamodb_table.jobs.arn}"]
+    assert outputs(tree)["jobs_table"]["value"] == "${aws_dynamodb_table.jobs.name}"
+
+
+def test_no_job_table_when_no_queue_keeps_state(tmp_path: Path) -> None:
+    root = terraform_projects.make(tmp_path, "fifo-only")
+    for file in (root / "queues").glob("*.py"):
+        file.write_text(file.read_text() + "config = {'keep_results': 0}\n")
+    tree = terraform_lint.parse_dir(terraform_projects.render(root, None))
+    assert "jobs.tf" not in tree
+    env = resources(tree, "aws_lambda_function")["app"]["environment"][0]["variables"]
+    assert "QR_JOBS_TABLE" not in env
+    assert outputs(tree)["jobs_table"]["value"] is None
+    policy = tree["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]
+    assert "JobState" not in [s["sid"] for s in policy["statement"]]
 
 
 def test_http_api(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:

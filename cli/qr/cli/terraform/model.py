@@ -20,7 +20,8 @@ Decisions made here, in order:
    for FIFO), maximum concurrency;
 4. the HTTP API: one ``ANY`` route per handler file (the app answers 405 itself, as in
    ``qr dev``), API-level CORS when every route shares one CORS setting, else CORS by the app;
-5. the WebSocket API when ``socket/`` exists, with the connections table;
+5. the WebSocket API when ``socket/`` exists, with the connections table; the job state table
+   when a queue keeps job state (``config["keep_results"]`` above 0, the default);
 6. schedules (``never`` gets no resource), their group, role and dead-letter queue;
 7. the custom domain (HTTP on the domain, WebSocket on ``ws.<domain>``), with Route53 records
    when the stage names a zone, else the records to create as an output;
@@ -64,6 +65,7 @@ HTTP_INTEGRATION_TIMEOUT_MS = 30000
 SCHEDULE_RETRY_ATTEMPTS = 3
 SCHEDULE_EVENT_AGE = 3600
 CONNECTION_TTL_ATTRIBUTE = "expires_at"
+JOBS_TTL_ATTRIBUTE = "expires_at"
 ROLE_POLICY_SIZE_MAX = 10240
 """Non-whitespace characters all inline policies of one IAM role may hold together; a managed
 policy may hold 6,144 and a role takes 10 managed policies unless the quota is raised
@@ -361,6 +363,18 @@ class Urls:
 
 
 @dataclass(frozen=True)
+class JobsTable:
+    """The stage's job state table (``qr.runtime.aws.job_state``): hash key ``job_id``, TTL."""
+
+    table: str
+    ttl_attribute: str = JOBS_TTL_ATTRIBUTE
+
+    @property
+    def arn(self) -> Expr:
+        return Expr("aws_dynamodb_table.jobs.arn")
+
+
+@dataclass(frozen=True)
 class TerraformModel:
     project: str
     stage: str
@@ -381,6 +395,11 @@ class TerraformModel:
     tags: tuple[tuple[str, str], ...]
     env_file: str
     """Where the stage's env comes from, for error messages (``qr.yaml``)."""
+    jobs: JobsTable | None = None
+
+    @property
+    def jobs_table_name(self) -> Expr | None:
+        return Expr("aws_dynamodb_table.jobs.name") if self.jobs else None
 
     @property
     def log_retention_values(self) -> tuple[int, ...]:
@@ -465,8 +484,15 @@ def build_model(manifest: Manifest, stage_name: str | None = None) -> TerraformM
         locals=_locals(config, stage, names, urls, websocket),
         tags=_tags(config, stage),
         env_file="qr.yaml",
+        jobs=_jobs(manifest, names),
     )
     return _with_statements(model)
+
+
+def _jobs(manifest: Manifest, names: Names) -> JobsTable | None:
+    if not any(q.config.keep_results for q in manifest.queues):
+        return None
+    return JobsTable(table=f"{names.prefix}-jobs")
 
 
 def fit_name(name: str, limit: int) -> str:
@@ -543,6 +569,8 @@ def _function(
         env.append(("QR_BASE_URL", Expr("local.base_url")))
     if queues:
         env.append(("QR_QUEUE_URL_PREFIX", Expr("local.queue_url_prefix")))
+    if _jobs(manifest, names) is not None:
+        env.append(("QR_JOBS_TABLE", Expr("aws_dynamodb_table.jobs.name")))
     if websocket:
         env.append(("QR_CONNECTIONS_TABLE", Expr("aws_dynamodb_table.connections.name")))
         env.append(("QR_WS_ENDPOINT", Expr("local.ws_endpoint")))
@@ -858,6 +886,15 @@ def _with_statements(model: TerraformModel) -> TerraformModel:
             ),
         ),
     ]  # fmt: skip
+    if model.jobs:
+        # Start and finish are conditional updates, progress too; reads for jobs.get/wait.
+        statements.append(
+            Statement(
+                "JobState",
+                ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                (model.jobs.arn,),
+            )
+        )
     if model.websocket:
         statements.append(
             Statement(

@@ -81,6 +81,8 @@ def files_for(model: TerraformModel) -> list[str]:
     files = ["versions.tf", "providers.tf", "variables.tf", "main.tf", "function.tf"]
     if model.queues:
         files.append("queues.tf")
+    if model.jobs:
+        files.append("jobs.tf")
     if model.http:
         files.append("http_api.tf")
     if model.websocket:
