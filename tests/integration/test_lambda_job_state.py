@@ -32,7 +32,7 @@ FILES = {
     "qr.yaml": "name: demo\n",
     "queues/work.py": """
         ran = []
-        config = {"max_attempts": 2}
+        config = {"max_attempts": 2, "status_route": True}
         def handler(payload, job):
             ran.append((job.job_id, job.received_count))
             if payload.get("progress"):
@@ -167,3 +167,27 @@ def test_a_state_over_the_item_limit_is_a_clear_error(aws: Lambda) -> None:
     assert aws.store.start(JobStart("big", "work", 1, 0.0))
     with pytest.raises(JobStateTooLarge, match="400 KB"):
         aws.store.finish("big", "succeeded", result="x" * 420_000)
+
+
+def get(aws: Lambda, path: str) -> tuple[int, dict[str, Any]]:
+    event: dict[str, Any] = json.loads((EVENTS / "http_get.json").read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["rawQueryString"] = ""
+    event["cookies"] = []
+    event["headers"] = {k: v for k, v in event["headers"].items() if k != "authorization"}
+    response = aws.runtime.dispatch(event)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_the_status_route_on_lambda(aws: Lambda) -> None:
+    status, body = get(aws, "/_jobs/s")
+    assert status == 404 and "has not been picked up yet" in body["error"]
+    record_s = record("s", {"n": 5})
+    record_s["messageAttributes"] = {}  # no user: anyone may read it
+    assert aws.run(record_s) == []
+    status, body = get(aws, "/_jobs/s")
+    assert status == 200
+    assert (body["status"], body["result"], body["queue"]) == ("succeeded", {"done": 5}, "work")
+    assert aws.run(record("mine", {"n": 6})) == []  # pushed by u9
+    status, body = get(aws, "/_jobs/mine")
+    assert status == 401

@@ -21,6 +21,7 @@ from qr.cli.commands import (
     domain,
     env,
     init,
+    jobs,
     logs,
     queues,
     rollback,
@@ -43,6 +44,7 @@ app = typer.Typer(
 app.command("init")(init.command)
 app.command("routes")(routes.command)
 app.add_typer(queues.app, name="queues")
+app.command("jobs")(jobs.command)
 app.add_typer(dev.app, name="dev")
 app.command("build")(build.command)
 app.command("deploy")(deploy.command)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -157,6 +158,11 @@ class Manifest:
     def queue(self, name: str) -> Queue | None:
         return next((q for q in self.queues if q.name == name), None)
 
+    @property
+    def status_queues(self) -> frozenset[str]:
+        """Queues whose jobs ``GET /_jobs/{id}`` shows (``config["status_route"]``)."""
+        return frozenset(q.name for q in self.queues if q.config.status_route)
+
     def schedule(self, name: str) -> Schedule | None:
         return next((s for s in self.schedules if s.name == name), None)
 
@@ -231,6 +237,7 @@ class _Scanner(_HandlerChecks):
         _loader.use_root(self.root)
         routes = self.routes()
         queues = self.queues()
+        routes = self.with_status_route(routes, queues)
         socket = self.socket()
         schedules = self.schedules()
         if self.problems:
@@ -313,6 +320,33 @@ class _Scanner(_HandlerChecks):
             if route is not None:
                 routes.append(route)
         return tuple(sorted(routes, key=lambda r: r.rank))
+
+    def with_status_route(
+        self, routes: tuple[Route, ...], queues: tuple[Queue, ...]
+    ) -> tuple[Route, ...]:
+        """Add ``GET /_jobs/[job_id]`` when a queue sets ``config["status_route"]``."""
+        from qr.runtime import status_route
+
+        opened = frozenset(q.name for q in queues if q.config.status_route)
+        if not opened:
+            return routes
+        relative = status_route.FILE
+        module = status_route.module(opened)
+        sys.modules[_loader.module_name(relative)] = module
+        middleware = self.middleware(relative, module, API_DIR, HTTP_HOOKS)
+        route = Route(
+            file=relative,
+            module=_loader.module_name(relative),
+            path=status_route.PATH,
+            pattern="/_jobs/{job_id}",
+            params=("job_id",),
+            catch_all=None,
+            methods=("GET", "HEAD"),
+            functions={"GET": "get"},
+            middleware=middleware,
+            config=RouteConfig(cache="no-store"),
+        )
+        return tuple(sorted((*routes, route), key=lambda r: r.rank))
 
     def route_path(self, relative: str) -> tuple[str, tuple[str, ...], str | None] | None:
         """``api/bookmarks/[id].py`` -> ``("/bookmarks/[id]", ("id",), None)``."""

@@ -221,6 +221,8 @@ class Platform:
     """The project's queues (from the manifest): pushing elsewhere is an error. ``None``: unchecked."""
     jobs: JobStore | None = None
     """Job state (``None``: this platform keeps none, ``jobs.get()`` says so)."""
+    status_queues: frozenset[str] = frozenset()
+    """Queues with ``config["status_route"]``: their ``queue.http`` answers with ``Location``."""
 
 
 _platform: Platform | None = None

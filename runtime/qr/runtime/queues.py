@@ -230,7 +230,8 @@ class Queue:
     def http(self) -> Callable[..., Any]:
         """An HTTP handler that pushes the request body: ``post = queues["tasks"].http``.
 
-        Answers 202 with the job id in ``X-Job-Id`` (and ``{"job_id": ...}``). For a FIFO queue
+        Answers 202 with the job id in ``X-Job-Id`` (and ``{"job_id": ...}``), plus
+        ``Location: /_jobs/{id}`` when the queue sets ``config["status_route"]``. For a FIFO queue
         the route must have a ``[group]`` path parameter and may have ``[dedupe]``.
         """
         return _http_handler(self)
@@ -261,7 +262,10 @@ def _http_handler(queue: Queue) -> Callable[..., Any]:
         except QueueError as exc:
             status = 413 if "bytes encoded" in exc.message else 400
             raise HTTPError(status, exc.message) from None
-        return Response.json({"job_id": job_id}, status=202, headers={"X-Job-Id": job_id})
+        headers = {"X-Job-Id": job_id}
+        if queue.name in get_platform().status_queues:
+            headers["Location"] = f"/_jobs/{job_id}"
+        return Response.json({"job_id": job_id}, status=202, headers=headers)
 
     push_request.__qualname__ = f"queues[{queue.name!r}].http"
     return push_request

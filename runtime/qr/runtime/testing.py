@@ -126,6 +126,7 @@ class Client(TestClient):
             dev=True,
             queue_names=frozenset(q.name for q in self.manifest.queues),
             jobs=SqliteJobStore(self.engine),
+            status_queues=self.manifest.status_queues,
         )
 
     def job(self, job_id: str) -> ports.JobState | None:

@@ -152,6 +152,7 @@ class DevServer:
     def _set_queue_names(self, manifest: Manifest) -> None:
         if hasattr(self.platform, "queue_names"):
             self.platform.queue_names = frozenset(q.name for q in manifest.queues)
+            self.platform.status_queues = manifest.status_queues
 
     def _reloaded(self, manifest: Manifest) -> None:
         self.dispatch.manifest = manifest

@@ -81,7 +81,9 @@ class LambdaRuntime:
         self.manifest: Manifest = scan(root)
         platform = lambda_platform(self.environ, self.clients)
         self.platform = replace(
-            platform, queue_names=frozenset(q.name for q in self.manifest.queues)
+            platform,
+            queue_names=frozenset(q.name for q in self.manifest.queues),
+            status_queues=self.manifest.status_queues,
         )
         ports.set_platform(self.platform)
         self.loop = asyncio.new_event_loop()
