@@ -1,13 +1,15 @@
 """The local queue engine end to end, against a minimal raw-SQLite claim/ack loop in the same run.
 
 Goals (issue 4): >= 5,000 no-op jobs/s durable end to end (push -> handler -> ack) and >= 0.5x
-the raw loop; enqueue -> handler start p50 <= 2 ms; memory flat over 100,000 jobs.
+the raw loop; enqueue -> handler start p50 <= 2 ms; memory flat over 100,000 jobs. Issue 13: with
+job state kept (the default) >= 0.85x the same run with ``keep_results = 0``.
 
 1. raw: the least a durable SQLite queue can do here: WAL, synchronous=NORMAL, one transaction
    per push, claim 10 per transaction, one transaction per ack; no Python job machinery at all.
 2. qr: the same N jobs pushed through ``queues[...].push`` (validation, encoding, the port) and run
    by the ``Worker`` (claim batches, a task per job, ``run_queue_job`` with injection and a
-   deadline, ack, a log call), async and sync no-op handlers.
+   deadline, ack, a log call), async and sync no-op handlers, with job state kept; and the async
+   one again on a queue with ``keep_results = 0`` (no state written).
 3. latency: one job at a time into an idle worker; time from push() to the handler's first line.
 4. memory: 100,000 jobs in rounds of 10,000; RSS after each round.
 
@@ -37,6 +39,10 @@ ROUNDS = 3
 HANDLERS = {
     "noop_async.py": (
         "config = {'concurrency': 50, 'batch_size': 10}\ndone = [0]\n"
+        "async def handler(payload):\n    done[0] += 1\n"
+    ),
+    "noop_nostate.py": (
+        "config = {'concurrency': 50, 'batch_size': 10, 'keep_results': 0}\ndone = [0]\n"
         "async def handler(payload):\n    done[0] += 1\n"
     ),
     "noop_sync.py": (
@@ -144,7 +150,8 @@ def main() -> None:
         for name, text in HANDLERS.items():
             (root / "queues" / name).write_text(text)
         manifest = scan(root)
-        engine = Engine(Path(scratch) / "queues.db")
+        keep = {q.name: float(q.config.keep_results) for q in manifest.queues}
+        engine = Engine(Path(scratch) / "queues.db", keep_results=keep)
         set_platform(
             Platform(
                 "local",
@@ -160,19 +167,25 @@ def main() -> None:
         best: dict[str, tuple[float, float]] = {}  # queue -> (push s, run s) of its best round
         for round_ in range(ROUNDS):
             raw_rate = max(raw_rate, N / raw_loop(Path(scratch) / f"raw{round_}.db", N))
-            for queue in ("noop_async", "noop_sync"):
+            for queue in ("noop_async", "noop_nostate", "noop_sync"):
                 push, run = asyncio.run(qr_run(engine, manifest, queue, N))
                 if queue not in best or push + run < sum(best[queue]):
                     best[queue] = (push, run)
         print(f"jobs: {N:,} no-op per round, durable (WAL, synchronous=NORMAL), best of {ROUNDS}")
         print(f"raw SQLite push+claim+ack loop   {raw_rate:>9,.0f} jobs/s")
-        for queue, label in (("noop_async", "async"), ("noop_sync", "sync")):
+        for queue, label in (
+            ("noop_async", "async"),
+            ("noop_nostate", "async, keep_results=0"),
+            ("noop_sync", "sync"),
+        ):
             push, run = best[queue]
             push_rate, run_rate, rate = N / push, N / run, N / (push + run)
             print(
-                f"qr end to end, {label:<5} handler     {rate:>9,.0f} jobs/s  ({rate / raw_rate:.2f}x raw;"
+                f"qr end to end, {label:<21} handler {rate:>9,.0f} jobs/s  ({rate / raw_rate:.2f}x raw;"
                 f" push {push_rate:,.0f}/s, run {run_rate:,.0f}/s)"
             )
+        kept, none = (N / sum(best[q]) for q in ("noop_async", "noop_nostate"))
+        print(f"job state kept vs keep_results=0 (async)   {kept / none:.2f}x  (goal >= 0.85x)")
         waits = asyncio.run(latency(engine, manifest, 1000))
         cuts = statistics.quantiles(waits, n=100)
         print(f"enqueue -> handler start          p50 {cuts[49]:.3f} ms, p99 {cuts[98]:.3f} ms")

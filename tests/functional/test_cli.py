@@ -43,7 +43,7 @@ def test_init_then_routes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
     code, out, _ = run(capsys, "routes", "--json", "-C", str(target))
     data = json.loads(out)
-    assert [r["path"] for r in data["routes"]] == ["/", "/emails", "/items/[id]"]
+    assert [r["path"] for r in data["routes"]] == ["/", "/_jobs/[job_id]", "/emails", "/items/[id]"]
     assert data["schedules"][0]["next_run"].endswith("T03:00:00+00:00")
 
 

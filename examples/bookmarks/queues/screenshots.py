@@ -1,4 +1,8 @@
-"""Queue "screenshots": capture a bookmark's page, then tell its owner over WebSocket."""
+"""Queue "screenshots": capture a bookmark's page, then tell its owner over WebSocket.
+
+Its owner can follow each job at GET /_jobs/<job id> (``status_route``; POST /bookmarks answers
+with the id in ``X-Job-Id``): status, progress and the result, readable by that user only.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from lib.capture import capture
 
 from qr.runtime import queues, socket
 
-config = {"timeout": 60, "max_attempts": 3}
+config = {"timeout": 60, "max_attempts": 3, "status_route": True}
 log = logging.getLogger(__name__)
 
 
@@ -20,11 +24,14 @@ def handler(payload: dict[str, str], job: Any) -> dict[str, str] | None:
     if bookmark is None:  # deleted meanwhile
         return None
     log.info("taking a screenshot of %s", bookmark["url"])
+    job.progress(0.2, "capturing the page")
     screenshot = capture(bookmark["url"], bookmark["title"])
+    job.progress(0.8, "storing the screenshot")
     db.update(bookmark["id"], user_id, screenshot=screenshot)
     # The job carries the pushing user, so this reaches that user's open connections.
     socket.send({"update": "bookmark", "id": bookmark["id"]})
-    return {"id": bookmark["id"]}
+    job.progress(1.0, "done")
+    return {"id": bookmark["id"], "url": f"/bookmarks/{bookmark['id']}"}
 
 
 queue = queues.self()

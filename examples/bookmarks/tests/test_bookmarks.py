@@ -80,6 +80,22 @@ def test_screenshot_job_notifies_the_user_over_websocket(client: Client) -> None
     assert bookmark["screenshot"].startswith("data:image/svg+xml;base64,")
 
 
+def test_screenshot_progress_and_result_through_the_status_route(client: Client) -> None:
+    alice, bob = sign_in(client, "alice"), sign_in(client, "bob")
+    response = client.post(
+        "/bookmarks", headers=alice, data={"title": "Example", "url": "https://example.com/a"}
+    )
+    status_url = f"/_jobs/{response.headers['x-job-id']}"
+    assert client.get(status_url, headers=alice).json()["status"] == "queued"
+    assert client.get(status_url, headers=bob).status_code == 403  # not bob's job
+    client.run_queue("screenshots")
+    state = client.get(status_url, headers=alice).json()
+    bookmark_id = response.headers["location"].rsplit("/", 1)[1]
+    assert state["status"] == "succeeded"
+    assert state["result"] == {"id": bookmark_id, "url": f"/bookmarks/{bookmark_id}"}
+    assert (state["progress"], state["progress_message"]) == (1.0, "done")
+
+
 def test_profile_updates_apply_in_order(client: Client) -> None:
     alice = sign_in(client, "alice")
     for name in ("Alice", "Alice Smith"):

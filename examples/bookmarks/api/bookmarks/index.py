@@ -19,8 +19,11 @@ def post(body: Any, user: dict[str, str]) -> Response:
         raise HTTPError(422, "url must start with http:// or https://")
     bookmark = db.create(user["id"], title, link)
     # Screenshots take a while and may fail: a queue retries them in the background.
-    queues["screenshots"].push({"id": bookmark["id"]})
-    return Response.redirect(url("/bookmarks/[id]", id=bookmark["id"]), 303)
+    job_id = queues["screenshots"].push({"id": bookmark["id"]})
+    # The screenshot job can be followed at GET /_jobs/<id> (queues/screenshots.py).
+    return Response.redirect(
+        url("/bookmarks/[id]", id=bookmark["id"]), 303, headers={"X-Job-Id": job_id}
+    )
 
 
 def _field(body: Any, name: str) -> str:

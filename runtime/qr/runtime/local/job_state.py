@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from qr.runtime.ports import DEFAULT_KEEP_RESULTS, STATUSES, JobStart, JobState, JobStatus
@@ -74,11 +74,21 @@ def queued(
     )
 
 
-def running(db: sqlite3.Connection, started: Iterable[tuple[int, int, str]]) -> None:
-    """``started``: ``(attempt, now_ms, job_id)`` per claimed job."""
-    db.executemany(
-        "UPDATE job_state SET status='running', attempts=?, started_ms=? WHERE job_id=?",
-        started,
+def running(db: sqlite3.Connection, job_ids: Sequence[str], now: int) -> None:
+    """Claimed: each claim counts one receive, as ``jobs.received_count`` does."""
+    db.execute(
+        "UPDATE job_state SET status='running', attempts=attempts+1, started_ms=? "
+        f"WHERE job_id IN ({','.join('?' * len(job_ids))})",
+        (now, *job_ids),
+    )
+
+
+def succeeded(db: sqlite3.Connection, job_ids: Sequence[str], now: int) -> None:
+    """Acked without a result or an unwritten progress report (the common case, in one go)."""
+    db.execute(
+        "UPDATE job_state SET status='succeeded', finished_ms=?1, expires_ms=?1+keep_ms "
+        f"WHERE job_id IN ({','.join('?' * len(job_ids))}) AND status NOT IN {_FINAL}",
+        (now, *job_ids),
     )
 
 

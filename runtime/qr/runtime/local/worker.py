@@ -87,7 +87,7 @@ class Worker:
         self.engine = engine
         self.queues = {q.name: q for q in queues}
         self.store = SqliteJobStore(engine)
-        engine.keep_results.update({q.name: q.config.keep_results for q in self.queues.values()})
+        engine.configure_keep({q.name: q.config.keep_results for q in self.queues.values()})
         self.poll_interval = poll_interval
         self.log = logger
         self._stopping = False

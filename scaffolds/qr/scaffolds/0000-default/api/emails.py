@@ -7,4 +7,6 @@ def post(body):
     if not isinstance(body, dict) or "to" not in body:
         raise HTTPError(400, 'send JSON like {"to": "someone@example.com"}')
     job_id = queues["emails"].push({"to": body["to"]})
-    return Response.json({"job_id": job_id}, status=202, headers={"X-Job-Id": job_id})
+    # GET /_jobs/<id> shows the job's state (queues/emails.py has config["status_route"]).
+    headers = {"X-Job-Id": job_id, "Location": f"/_jobs/{job_id}"}
+    return Response.json({"job_id": job_id}, status=202, headers=headers)

@@ -18,7 +18,7 @@ def client():
 
 def test_handlers_are_found():
     manifest = scan(ROOT)
-    assert [r.path for r in manifest.routes] == ["/", "/emails", "/items/[id]"]
+    assert [r.path for r in manifest.routes] == ["/", "/_jobs/[job_id]", "/emails", "/items/[id]"]
     assert [q.name for q in manifest.queues] == ["emails"]
     assert [s.name for s in manifest.schedules] == ["cleanup"]
 
@@ -50,6 +50,17 @@ def test_email_is_queued_then_sent(client):
     (outcome,) = client.run_queue("emails")
     assert (outcome.job_id, outcome.outcome) == (job_id, "ok")
     assert outcome.result == {"sent": True}
+
+
+def test_email_job_can_be_followed(client):
+    response = client.post("/emails", json={"to": "ada@example.com"})
+    status_url = response.headers["location"]
+    assert client.get(status_url).json()["status"] == "queued"
+    client.run_queue("emails")
+    state = client.get(status_url).json()
+    assert (state["status"], state["result"]) == ("succeeded", {"sent": True})
+    assert (state["progress"], state["progress_message"]) == (1.0, "sent")
+    assert client.get("/_jobs/not-a-job").status_code == 404
 
 
 def test_email_needs_an_address(client):
