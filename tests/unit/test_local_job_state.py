@@ -150,17 +150,14 @@ def test_job_ids_are_time_ordered_uuids(engine: Engine, clock: Clock) -> None:
         clock.tick(0.001)
     assert ids == sorted(ids)
     assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
-    assert len(set(push(engine) for _ in range(100))) == 100  # same millisecond, still unique
+    assert len({push(engine) for _ in range(100)}) == 100  # same millisecond, still unique
 
 
 def test_another_process_pushes_with_the_worker_s_keep_settings(tmp_path: Path) -> None:
     server = Engine(tmp_path / "q.db")
     server.configure_keep({"none": 0, "short": 60})
     cli = Engine(tmp_path / "q.db")  # qr dev queue: no manifest, only the database
-    assert engine_keeps(cli) == {"none": 0.0, "short": 60.0}
+    assert dict(cli.keep_results) == {"none": 0.0, "short": 60.0}
     assert cli.job_state(push(cli, "none")) is None
     assert cli.job_state(push(cli, "short")) is not None
 
-
-def engine_keeps(engine: Engine) -> dict[str, float]:
-    return dict(engine.keep_results)
