@@ -160,4 +160,3 @@ def test_another_process_pushes_with_the_worker_s_keep_settings(tmp_path: Path) 
     assert dict(cli.keep_results) == {"none": 0.0, "short": 60.0}
     assert cli.job_state(push(cli, "none")) is None
     assert cli.job_state(push(cli, "short")) is not None
-
