@@ -232,7 +232,7 @@ def test_job_state_table_and_its_scoped_permissions(
     assert [(a["name"], a["type"]) for a in table["attribute"]] == [("job_id", "S")]
     assert (table["ttl"][0]["attribute_name"], table["ttl"][0]["enabled"]) == ("expires_at", True)
     assert table["point_in_time_recovery"][0]["enabled"] is True
-    assert table["server_side_encryption"][0]["enabled"] is True
+    assert "server_side_encryption" not in table  # the AWS owned key, as for connections
     env = resources(tree, "aws_lambda_function")["app"]["environment"][0]["variables"]
     assert env["QR_JOBS_TABLE"] == "${aws_dynamodb_table.jobs.name}"
     policy = tree["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]

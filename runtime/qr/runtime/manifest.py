@@ -332,11 +332,11 @@ class _Scanner(_HandlerChecks):
             return routes
         relative = status_route.FILE
         module = status_route.module(opened)
-        sys.modules[_loader.module_name(relative)] = module
+        sys.modules[_loader.module_name(self.root, relative)] = module
         middleware = self.middleware(relative, module, API_DIR, HTTP_HOOKS)
         route = Route(
             file=relative,
-            module=_loader.module_name(relative),
+            module=_loader.module_name(self.root, relative),
             path=status_route.PATH,
             pattern="/_jobs/{job_id}",
             params=("job_id",),
