@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_dev_server import _until, running_dev
+from tests.integration.test_dev_server import running_dev
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +46,11 @@ def test_status_route_console_progress_and_qr_jobs(tmp_path: Path) -> None:
             state: dict[str, object] = httpx.get(f"{dev.url}{location}", headers=auth).json()
             return state if state["status"] == "succeeded" else None
 
-        state = _until(finished, "the job to succeed")
+        state = dev.until(finished, "the job to succeed")
         assert state["result"] == {"png": "https://a.example.png"}
         assert httpx.get(f"{dev.url}{location}").status_code == 401
         assert httpx.get(f"{dev.url}/_jobs/nope", headers=auth).status_code == 404
-        _until(
+        dev.until(
             lambda: f"shots job {job_id} progress 50% half way" in dev.output(),
             "the progress line on the console",
         )
