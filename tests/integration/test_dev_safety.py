@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,14 +150,23 @@ def test_host_other_than_loopback_warns(tmp_path: Path) -> None:
 
 
 def test_catch_all_route_refuses_traversal(dev: DevProcess) -> None:
-    (dev.root / "api" / "files").mkdir(exist_ok=True)
-    (dev.root / "api" / "files" / "[...path].py").write_text(
-        "def get(path):\n    return {'path': path}\n", encoding="utf-8"
-    )
+    route = dev.root / "api" / "files" / "[...path].py"
+    route.parent.mkdir(exist_ok=True)
+    source = "def get(path):\n    return {'path': path}\n"
+    route.write_text(source, encoding="utf-8")
+    saved = [time.monotonic()]
 
     def served() -> httpx.Response | None:
         response = httpx.get(dev.url + "/files/a%2Fb", timeout=WAIT)
-        return response if response.status_code == 200 else None
+        if response.status_code == 200:
+            return response
+        # On a loaded machine the watcher can miss a file created just after its folder (the
+        # new folder is watched only once its own event is handled): save it again, as a user
+        # would, every 2 s.
+        if time.monotonic() - saved[0] > 2:
+            route.write_text(source, encoding="utf-8")
+            saved[0] = time.monotonic()
+        return None
 
     assert dev.until(served, "the new route").json() == {"path": ["a/b"]}
     for path in ("/files/..%2f..%2fetc%2fpasswd", "/files/%2e%2e/%2e%2e/etc/passwd"):

@@ -30,7 +30,9 @@ from tests.integration.test_dev_server import (
     scaffold,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module's server starts in its first test's setup and may build the bundle and the function
+# image from a cold engine first: serve_docker_dev allows that 300 s, so the limit is above it.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
 
 WAIT = 60.0
 

@@ -22,7 +22,9 @@ from tests.integration.docker.conftest import BRIDGE_DOCKER_HOST
 from tests.integration.docker.test_dev_docker import WAIT, serve_docker_dev
 from tests.integration.test_dev_server import DevProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module's server starts in its first test's setup and may build the bundle and the function
+# image from a cold engine first: serve_docker_dev allows that 300 s, so the limit is above it.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
 
 
 @pytest.fixture(scope="module")
