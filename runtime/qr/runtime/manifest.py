@@ -54,6 +54,8 @@ from qr.runtime.handler_config import (
 from qr.runtime.schedules import ScheduleError, ScheduleExpression, parse_schedule
 
 API_DIR, QUEUES_DIR, SOCKET_DIR, SCHEDULES_DIR = "api", "queues", "socket", "schedules"
+RESERVED_PREFIX = "/_qr/"
+"""Paths the dev server keeps for itself (dashboard, control endpoint): no route may use them."""
 MIDDLEWARE_FILE = "_middleware.py"
 
 # Module-level function name -> HTTP method it serves.
@@ -297,6 +299,16 @@ class _Scanner(_HandlerChecks):
     def routes(self) -> tuple[Route, ...]:
         routes: list[Route] = []
         seen: dict[str, str] = {}
+        reserved = self.root / API_DIR / RESERVED_PREFIX.strip("/")
+        for found in sorted(reserved.rglob("*.py")) if reserved.is_dir() else ():
+            self.fail(
+                found.relative_to(self.root).as_posix(),
+                None,
+                f"{RESERVED_PREFIX} is reserved for the qr dev dashboard and control endpoint: "
+                "no route can live under it",
+                f"move the file out of {API_DIR}/{RESERVED_PREFIX.strip('/')}/ "
+                "(e.g. to api/admin/)",
+            )
         for relative in self.files(API_DIR):
             route_path = self.route_path(relative)
             if route_path is None:

@@ -41,6 +41,13 @@ def serve(
             help="Run the handlers in warm Lambda-like containers built from the deploy bundle.",
         ),
     ] = False,
+    dashboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard/--no-dashboard",
+            help="Serve the dashboard under /_qr/ (default: on when bound to localhost only).",
+        ),
+    ] = None,
     project: ProjectDir = Path(),
 ) -> None:
     """Serve HTTP and WebSocket on one port, run queues and schedules, reload on save."""
@@ -56,6 +63,7 @@ def serve(
         env=parse_assignments(env or []),
         reload=not no_reload,
         docker=docker,
+        dashboard=dashboard,
     )
     run(options)
 

@@ -10,7 +10,10 @@ request passes ``ControlGuard`` first (``qr.cli.dev.guard``: Host, Origin, the p
 else 403:
 
 * ``GET /_qr/health`` - pid, project name, current problems;
-* ``POST /_qr/schedules/{name}`` - run a schedule now, answer with its outcome.
+* ``POST /_qr/schedules/{name}`` - run a schedule now, answer with its outcome;
+* the dashboard's pages and actions (``qr.cli.dev.dashboard.pages``): its pages (``GET``) pass
+  the Host and Origin checks without the token (a browser cannot send it on a navigation; the
+  page carries it for its actions), every action (``POST``) needs the token.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from collections.abc import Awaitable, Callable
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from qr.cli.dev.dashboard.pages import Dashboard
 from qr.cli.dev.guard import ControlGuard
 from qr.cli.dev.reload import LiveProject
 from qr.cli.dev.scheduler import Scheduler
+from qr.runtime.manifest import RESERVED_PREFIX
 
-CONTROL_PREFIX = "/_qr/"
+CONTROL_PREFIX = RESERVED_PREFIX
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -39,6 +44,8 @@ class DevApp:
         guard: ControlGuard,
         startup: Hook | None = None,
         shutdown: Hook | None = None,
+        dashboard: Dashboard | None = None,
+        dashboard_off: str = "the dashboard is off",
     ) -> None:
         self.live = live
         self.guard = guard
@@ -46,6 +53,9 @@ class DevApp:
         self.scheduler = scheduler
         self.startup = startup
         self.shutdown = shutdown
+        self.dashboard = dashboard
+        self.dashboard_off = dashboard_off
+        """Why there is no dashboard (the answer to a page request then)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -90,7 +100,20 @@ class DevApp:
         path: str = scope["path"].removeprefix(CONTROL_PREFIX).strip("/")
         method: str = scope["method"]
         response: JSONResponse
-        refusal = self.guard.refusal(scope)
+        page = method in ("GET", "HEAD")
+        dashboard = self.dashboard
+        if dashboard is not None and dashboard.handles(method, path):
+            refusal = self.guard.refusal(scope, token=not page)
+            if refusal is None:
+                await dashboard(scope, receive, send, path)
+                return
+        elif page and path != "health":
+            refusal = None
+            response = JSONResponse({"error": self.dashboard_off}, 404)
+            await response(scope, receive, send)
+            return
+        else:
+            refusal = self.guard.refusal(scope)
         if refusal is not None:
             response = self.guard.forbidden(refusal)
             self.live.log.line(

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from qr.cli.console import Output
+from qr.cli.dev.dashboard.feed import Feed
 from qr.runtime import context
 from qr.runtime.errors import ProjectError
 from qr.runtime.sockets import SocketEvent
@@ -59,6 +60,8 @@ class DevLog:
         self._stamp = (-1, "")
         self._pending: list[str] = []
         self._flusher: threading.Thread | None = None
+        self.feed: Feed | None = None
+        """The dashboard's live feed (``qr.cli.dev.dashboard.feed``): every line goes there too."""
 
     def line(self, kind: str, style: str, message: str, *, failed: bool = False) -> None:
         now = int(self.clock())
@@ -73,6 +76,9 @@ class DevLog:
         else:
             text = f"{stamp} {kind:<5} {message}\n"
         self.write(text)
+        if self.feed is not None:
+            level = "error" if failed else "warning" if kind == "WARN" else "info"
+            self.feed.publish("log", source=kind, level=level, message=message)
 
     def flush(self) -> None:
         """Write the pending lines now."""
@@ -145,6 +151,16 @@ class DevLog:
         """The HTTP app's access line, called directly (no logging record: see ``AccessLog``)."""
         message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
         self.line("HTTP", "cyan", message, failed=status >= 500)
+        if self.feed is not None:
+            self.feed.publish(
+                "request",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(duration_ms, 1),
+                request_id=request_id,
+                user=_current_user(),
+            )
 
     def error(self, message: str) -> None:
         self.line("DEV", "red", message, failed=True)
@@ -256,6 +272,11 @@ class DevLogHandler(logging.Handler):
 
     def formatException(self, ei: object) -> str:
         return logging.Formatter().formatException(ei)  # type: ignore[arg-type]
+
+
+def _current_user() -> str | None:
+    now = context.current()
+    return None if now is None else now.user_id
 
 
 def _kind(name: str) -> tuple[str, str]:

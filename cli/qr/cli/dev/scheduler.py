@@ -19,11 +19,15 @@ import logging
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from qr.runtime.manifest import Manifest, Schedule
+
+HISTORY = 100
+"""Runs the scheduler remembers (all schedules together)."""
 
 log = logging.getLogger("qr.schedules")
 
@@ -96,6 +100,8 @@ class Scheduler:
         self.schedules: dict[str, Schedule] = {}
         self.next: dict[str, datetime | None] = {}
         self.running: set[asyncio.Task[RunResult]] = set()
+        self.history: deque[RunResult] = deque(maxlen=HISTORY)
+        """The last runs, oldest first (the dashboard's Schedules page)."""
         self._wake = asyncio.Event()
         self.update(manifest)
 
@@ -175,6 +181,7 @@ class Scheduler:
             error,
             self.next.get(schedule.name),
         )
+        self.history.append(result)
         if self.report is not None:
             self.report(result.name, result.job_id, result.duration, result.error, result.next_run)
         return result

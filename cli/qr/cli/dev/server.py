@@ -40,6 +40,8 @@ from starlette.types import ASGIApp
 from qr.cli.console import Output
 from qr.cli.dev.app import DevApp
 from qr.cli.dev.control import ServerLock, remove_state, write_state
+from qr.cli.dev.dashboard.feed import Feed
+from qr.cli.dev.dashboard.pages import Dashboard
 from qr.cli.dev.env import DevEnvironment
 from qr.cli.dev.frames import ApiGatewayFrames
 from qr.cli.dev.guard import ControlGuard
@@ -77,6 +79,13 @@ class DevOptions:
     reload: bool = True
     docker: bool = False
     """Run the handlers in warm Lambda-like containers (``qr.cli.docker``)."""
+    dashboard: bool | None = None
+    """Serve the dashboard under ``/_qr/``. ``None``: only when bound to a loopback address (a
+    ``--host`` reachable from the network needs an explicit ``--dashboard``)."""
+
+    @property
+    def dashboard_on(self) -> bool:
+        return self.dashboard if self.dashboard is not None else _loopback(self.host)
 
 
 class DevServer:
@@ -87,6 +96,8 @@ class DevServer:
         self.root = options.root.resolve()
         self.out = out
         self.log = DevLog(out)
+        self.feed = Feed()
+        self.log.feed = self.feed
         self.env = DevEnvironment(self.root, options.env)
         self.env.apply()
         _configure_logging(self.log)
@@ -126,6 +137,18 @@ class DevServer:
         )
         self.live.listeners.append(self._reloaded)
         self.guard = ControlGuard(bound_host=options.host)
+        dashboard = None
+        if options.dashboard_on:
+            dashboard = Dashboard(
+                self.live,
+                self.engine,
+                SqliteJobStore(self.engine),
+                self.platform.queues,
+                self.scheduler,
+                self.registry,
+                self.feed,
+                self.guard.token,
+            )
         self.app = DevApp(
             self.live,
             LocalSocketApp(socket_dispatch, self.sockets),
@@ -133,6 +156,13 @@ class DevServer:
             guard=self.guard,
             startup=self.start,
             shutdown=self.stop,
+            dashboard=dashboard,
+            dashboard_off=(
+                f"the dashboard is off: qr dev --host {options.host} serves it only with "
+                "--dashboard (it can drive your queues and jobs: keep it to this machine)"
+                if options.dashboard is None
+                else "the dashboard is off (qr dev --no-dashboard)"
+            ),
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_watching = asyncio.Event()
@@ -202,6 +232,8 @@ class DevServer:
         with self.log.direct() as out:
             out.line(f"   http://{shown}:{port}")
             out.line(f"   ws://{shown}:{port}")
+            if self.options.dashboard_on:
+                out.line(f"   dashboard: http://{shown}:{port}/_qr/")
         if not _loopback(host):
             self.log.warning(
                 f"--host {host}: the dev server and its control endpoint (/_qr/) are reachable "
@@ -239,6 +271,7 @@ class _UvicornServer(uvicorn.Server):
         self.dev.listening(self.config.host, int(bound[1]))
 
     async def shutdown(self, sockets: list[socket_module.socket] | None = None) -> None:
+        self.dev.feed.closed = True  # dashboard event streams end within a tick
         closed = self.dev.sockets.close_all(CLOSE_GOING_AWAY, "server shutting down")
         for _ in range(50):  # wait (at most 1 s) for the close frames to go out
             if not self.dev.sockets.open_connections():

@@ -733,6 +733,16 @@ class Engine:
                 keep_ms=int(keep * 1000),
             )
 
+    def finished_per_queue(self, since: float) -> dict[str, int]:
+        """Jobs per queue whose final attempt ended since ``since`` (epoch seconds): the
+        dashboard's jobs per second over the last minute."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT queue, COUNT(*) FROM job_state WHERE finished_ms>=? GROUP BY queue",
+                (int(since * 1000),),
+            ).fetchall()
+        return {str(queue): int(count) for queue, count in rows}
+
     def stats(self, queues: Sequence[str] = ()) -> list[QueueStats]:
         """Depth, in flight, delayed and dead counts for ``queues`` plus any queue with jobs."""
         with self._lock:
