@@ -191,3 +191,23 @@ def test_the_status_route_on_lambda(aws: Lambda) -> None:
     assert aws.run(record("mine", {"n": 6})) == []  # pushed by u9
     status, body = get(aws, "/_jobs/mine")
     assert status == 401
+
+
+def test_a_killed_attempt_reads_queued_once_its_lease_is_over(moto_url: str) -> None:
+    from qr.runtime.ports import JobStart
+
+    now = [1_800_000_000.0]
+    clients = moto_clients(moto_url)
+    table = f"jobs-{uuid.uuid4().hex[:6]}"
+    create_jobs_table(clients.get("dynamodb"), table)
+    store = DynamoJobStore(table, clients, clock=lambda: now[0])
+    assert store.start(JobStart("k", "work", 1, now[0], lease=35))
+    now[0] += 30
+    state = store.get("k")
+    assert state is not None and state.status == "running"
+    now[0] += 6  # the function was killed: nothing finished it
+    state = store.get("k")
+    assert state is not None and (state.status, state.attempts) == ("queued", 1)
+    assert store.start(JobStart("k", "work", 2, now[0], lease=35))  # SQS delivers it again
+    state = store.get("k")
+    assert state is not None and (state.status, state.attempts) == ("running", 2)

@@ -123,6 +123,9 @@ class JobStart:
     queued_at: float
     user: str | None = None
     keep: float = DEFAULT_KEEP_RESULTS
+    lease: float | None = None
+    """Seconds after which this attempt cannot still be running (its deadline, plus a margin):
+    past it, a ``running`` state that was never finished reads ``queued`` (the worker died)."""
 
 
 class JobStore(Protocol):

@@ -53,6 +53,9 @@ log = logging.getLogger("qr.queues")
 DEADLINE_MARGIN = 1.0
 """Seconds kept back from the function's remaining time to report the batch (as the entry's)."""
 TRACEBACKS_VARIABLE = "QR_JOB_TRACEBACKS"
+LEASE_MARGIN = 5.0
+"""Seconds past a job's deadline after which its ``running`` state reads ``queued`` if nothing
+finished it (the function was killed: timeout, out of memory)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float
             message.queued_at,
             message.user_id,
             keep,
+            lease=deadline - now + LEASE_MARGIN,
         )
     ):
         log.info(

@@ -11,6 +11,8 @@ SQS SendMessage); the consumer writes twice per job, both conditional updates:
 * ``finish``: the outcome, result, error and last progress, unless the job is already final, so
   nothing ever moves a finished job back.
 
+An attempt that never finishes (the function was killed) reads ``queued`` once its lease
+(deadline plus a margin, recorded at start) has passed, as locally when a worker dies.
 ``job.progress()`` adds at most one conditional update per second while the job runs (it
 answers whether a cancel was asked for). Until its first receive a job has no item: ``get``
 returns ``None`` for it (locally it reads ``queued``). ``list`` scans the table (fine for the
@@ -194,6 +196,9 @@ class DynamoJobStore:
             "SET #status = :running, #queue = :queue, #attempts = :attempt, #started_at = :now, "
             "#queued_at = if_not_exists(#queued_at, :queued), #keep = :keep, #ttl = :expires"
         )
+        if job.lease is not None:
+            expression += ", #lease_until = :lease"
+            values[":lease"] = _number(round(now + job.lease, 3))
         if job.user is not None:
             expression += ", #user_id = :user"
             values[":user"] = {"S": job.user}
@@ -252,6 +257,9 @@ class DynamoJobStore:
         if expires is not None and expires < self._clock():
             return None  # TTL deletes lazily
         status = _text(item, "status") or "queued"
+        lease = _float(item, "lease_until")
+        if status == "running" and lease is not None and lease < self._clock():
+            status = "queued"  # the function died mid-job; SQS delivers it again (or to the DLQ)
         result = _text(item, "result")
         error = _text(item, "error")
         return JobState(
