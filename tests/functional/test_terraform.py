@@ -148,6 +148,16 @@ def test_queues(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
     mapping = mappings["orders_fifo"]
     assert mapping["batch_size"] == 5
     assert "maximum_batching_window_in_seconds" not in mapping
+    # the runtime sends a job whose payload fails validation to the DLQ itself
+    policy = parsed["fifo-only"]["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]
+    queue_statement = next(s for s in policy["statement"] if s["sid"] == "Queues")
+    assert "sqs:SendMessage" in queue_statement["actions"]
+    assert queue_statement["resources"] == [
+        "${aws_sqs_queue.orders_fifo.arn}",
+        "${aws_sqs_queue.orders_fifo_dlq.arn}",
+        "${aws_sqs_queue.profile_updates_fifo.arn}",
+        "${aws_sqs_queue.profile_updates_fifo_dlq.arn}",
+    ]
     assert mapping["scaling_config"][0]["maximum_concurrency"] == 10
     assert mappings["profile_updates_fifo"]["batch_size"] == 10  # 10 x 30 s fits
     # A standard batch runs `concurrency` jobs at a time: 10 jobs of 600 s, 2 at a time, cannot
@@ -173,7 +183,10 @@ def test_queue_permissions_name_every_queue(parsed: dict[str, dict[str, dict[str
     sids = [s["sid"] for s in inline["aws_iam_policy_document"]["function"]["statement"]]
     assert "Queues" not in sids
     listed: list[str] = []
-    for label in ("queues_1", "queues_2"):
+    count = len(resources(tree, "aws_iam_policy"))
+    assert count == 4  # 200 ARNs (queues and DLQs) in policies of at most 6,144 characters
+    labels = [f"queues_{n}" for n in range(1, count + 1)]
+    for label in labels:
         document = next(d for d in documents if label in d.get("aws_iam_policy_document", {}))
         statement = document["aws_iam_policy_document"][label]["statement"][0]
         listed += statement["resources"]
@@ -184,24 +197,20 @@ def test_queue_permissions_name_every_queue(parsed: dict[str, dict[str, dict[str
             "sqs:ReceiveMessage",
             "sqs:SendMessage",
         ]
-    assert sorted(listed) == sorted(
-        f"${{aws_sqs_queue.{label}.arn}}"
-        for label in resources(tree, "aws_sqs_queue")
-        if not label.endswith("_dlq")
+    assert sorted(listed) == sorted(  # each queue and its DLQ
+        f"${{aws_sqs_queue.{label}.arn}}" for label in resources(tree, "aws_sqs_queue")
     )
     policies = resources(tree, "aws_iam_policy")
     assert sorted(p["name"] for p in policies.values()) == [
-        "many-queues-production-queues-1",
-        "many-queues-production-queues-2",
+        f"many-queues-production-{label.replace('_', '-')}" for label in labels
     ]
     attachments = resources(tree, "aws_iam_role_policy_attachment")
     assert {a["policy_arn"] for a in attachments.values()} == {
-        "${aws_iam_policy.queues_1.arn}",
-        "${aws_iam_policy.queues_2.arn}",
+        f"${{aws_iam_policy.{label}.arn}}" for label in labels
     }
     # The function and every mapping wait for the attachments (Lambda checks the role).
     function = resources(tree, "aws_lambda_function")["app"]
-    assert "${aws_iam_role_policy_attachment.queues_2}" in function["depends_on"]
+    assert f"${{aws_iam_role_policy_attachment.{labels[-1]}}}" in function["depends_on"]
     for mapping in resources(tree, "aws_lambda_event_source_mapping").values():
         assert "${aws_iam_role_policy_attachment.queues_1}" in mapping["depends_on"]
     assert len(outputs(tree)["queue_urls"]["value"]) == 100
@@ -211,7 +220,9 @@ def test_queue_permissions_name_every_queue(parsed: dict[str, dict[str, dict[str
     queues = next(s for s in statements if s["sid"] == "Queues")
     assert queues["resources"] == [
         "${aws_sqs_queue.orders_fifo.arn}",
+        "${aws_sqs_queue.orders_fifo_dlq.arn}",
         "${aws_sqs_queue.profile_updates_fifo.arn}",
+        "${aws_sqs_queue.profile_updates_fifo_dlq.arn}",
     ]
     assert resources(fifo, "aws_iam_policy") == {}
     for tree in parsed.values():

@@ -44,11 +44,12 @@ def print_routes(out: Output, manifest: Manifest, now: datetime | None = None) -
     )
     out.table(
         "Queues",
-        ["queue", "type", "timeout", "attempts", "concurrency", "file"],
+        ["queue", "type", "payload", "timeout", "attempts", "concurrency", "file"],
         [
             [
                 q.name,
                 "fifo" if q.fifo else "standard",
+                q.payload.model.rsplit(".", 1)[-1] if q.payload else "-",
                 _seconds(q.config.timeout),
                 str(q.config.max_attempts),
                 str(q.config.concurrency),

@@ -7,6 +7,7 @@ with the id in ``X-Job-Id``): status, progress and the result, readable by that 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from lib import db
@@ -18,9 +19,16 @@ config = {"timeout": 60, "max_attempts": 3, "status_route": True}
 log = logging.getLogger(__name__)
 
 
-def handler(payload: dict[str, str], job: Any) -> dict[str, str] | None:
+@dataclass
+class Screenshot:
+    """The job's payload: pushes are validated against it, and the handler gets an instance."""
+
+    id: str
+
+
+def handler(payload: Screenshot, job: Any) -> dict[str, str] | None:
     user_id = job.user["id"]
-    bookmark = db.find_one(payload["id"], user_id)
+    bookmark = db.find_one(payload.id, user_id)
     if bookmark is None:  # deleted meanwhile
         return None
     log.info("taking a screenshot of %s", bookmark["url"])

@@ -3,7 +3,10 @@
 A platform receives a message (a row of the SQLite engine, an SQS record) and turns it into a
 platform-neutral ``JobMessage``; ``run_queue_job`` then
 
-1. decodes the payload back to the type that was pushed (``qr.runtime.queues.decode_payload``);
+1. decodes the payload back to the type that was pushed (``qr.runtime.queues.decode_payload``)
+   and, when the handler is typed (``payload: Order``), validates it into an instance; a payload
+   that does not validate raises ``PayloadError`` before the handler runs, which platforms
+   dead-letter at once instead of retrying (``qr.runtime.payloads``);
 2. builds the handler-facing ``Job`` (metadata, ``deadline``, ``extend()``);
 3. calls ``handler`` with the arguments it names (``payload``, ``job``, ``user``, ...) inside a
    ``qr.runtime.context`` invocation, so pushes and ``socket.send()`` know the job's user;
@@ -48,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from qr.runtime import payloads
 from qr.runtime.context import Invocation, invocation
 from qr.runtime.http.injection import arguments, parameters
 from qr.runtime.manifest import Backoff, Queue, Schedule
@@ -340,6 +344,9 @@ async def run_queue_job(
     """
     handler = _handler(queue.module, queue.file)
     payload = decode_payload(message.body, message.content_type)
+    model = payloads.of_handler(handler)
+    if model is not None:
+        payload = model.validate(payload)
     if deadline is None:
         deadline = time.monotonic() + queue.config.timeout
     if progress is not None:

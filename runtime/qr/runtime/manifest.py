@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from qr.runtime import _loader
+from qr.runtime import _loader, payloads
 from qr.runtime.config import ProjectConfig, load_config
 from qr.runtime.errors import Problem, ProjectError
 from qr.runtime.handler_config import (
@@ -118,6 +118,8 @@ class Queue:
     module: str
     fifo: bool
     config: QueueConfig
+    payload: payloads.PayloadSchema | None = None
+    """The handler's payload model (``def handler(payload: Order)``), ``None`` when untyped."""
 
 
 @dataclass(frozen=True)
@@ -605,11 +607,31 @@ class _Scanner(_HandlerChecks):
         ):
             fifo = name.endswith(".fifo")
             config = self.queue_config(relative, module, fifo=fifo)
-            if config is not None:
-                queues.append(
-                    Queue(name, relative, _loader.module_name(self.root, relative), fifo, config)
-                )
+            payload, ok = self.queue_payload(relative, module)
+            if config is not None and ok:
+                module_name = _loader.module_name(self.root, relative)
+                payloads.register(name, module_name)
+                queues.append(Queue(name, relative, module_name, fifo, config, payload))
         return tuple(queues)
+
+    def queue_payload(
+        self, relative: str, module: ModuleType
+    ) -> tuple[payloads.PayloadSchema | None, bool]:
+        """The payload model of a queue handler, and whether its annotation is usable."""
+        handler = module.handler
+        try:
+            model = payloads.check(handler)
+        except payloads.ModelError as exc:
+            line = getattr(getattr(handler, "__code__", None), "co_firstlineno", None)
+            self.fail(
+                relative,
+                line,
+                str(exc),
+                "annotate payload with a pydantic model (class Order(BaseModel)) or a "
+                "@dataclass, or leave it unannotated for plain JSON data",
+            )
+            return None, False
+        return (model.describe() if model is not None else None), True
 
     def socket(self) -> Socket | None:
         base = self.root / SOCKET_DIR

@@ -11,10 +11,13 @@ A push:
 1. validates what SQS would reject (limits below, checked against the SQS API reference in
    botocore 1.44 and the SQS Developer Guide, 2026-11): a FIFO push needs a group, takes no
    per-message delay, a delay is 0-900 s, the encoded message is at most 1 MiB;
-2. encodes the payload (``encode_payload``): a JSON-serialisable object becomes JSON text
+2. validates the payload as the queue's model when its handler is typed
+   (``def handler(payload: Order)``, ``qr.runtime.payloads``) and sends the model's JSON form;
+3. encodes the payload (``encode_payload``): a JSON-serialisable object (a dataclass or pydantic
+   model instance as its JSON form) becomes JSON text
    (``application/json``), ``str`` stays text (``text/plain; charset=utf-8``), ``bytes`` becomes
    base64 (``application/octet-stream``); ``decode_payload`` gives back the same type;
-3. adds the pushing user's id (``qr.runtime.context``) and hands an ``OutgoingJob`` to the
+4. adds the pushing user's id (``qr.runtime.context``) and hands an ``OutgoingJob`` to the
    platform's ``QueuePort``, which returns the job id (the original id for a FIFO duplicate).
 
 Every error is a ``QueueError`` naming the caller's file and line and saying how to fix it.
@@ -34,6 +37,7 @@ from pathlib import PurePosixPath
 from types import ModuleType
 from typing import Any, cast
 
+from qr.runtime import payloads
 from qr.runtime._suggest import did_you_mean
 from qr.runtime.context import current
 from qr.runtime.ports import NoPlatformError, OutgoingJob, get_platform
@@ -77,6 +81,7 @@ def encode_payload(payload: object) -> tuple[str, str]:
     """``payload`` -> ``(body, content_type)`` per the shared queue message encoding."""
     if isinstance(payload, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(payload)).decode("ascii"), BINARY
+    payload = payloads.jsonable(payload)
     if isinstance(payload, str):
         bad = _INVALID_CHARS.search(payload)
         if bad:
@@ -92,8 +97,8 @@ def encode_payload(payload: object) -> tuple[str, str]:
         raise QueueError(
             f"the payload ({type(payload).__name__}) cannot be sent: it is not JSON-serialisable "
             f"({exc})",
-            "push a dict/list/str/number/bool/None made of JSON types, a str or bytes "
-            "(convert dataclasses with dataclasses.asdict(), datetimes with .isoformat())",
+            "push a dict/list/str/number/bool/None made of JSON types, a dataclass or pydantic "
+            "model, a str or bytes (convert datetimes with .isoformat())",
         ) from None
     if _INVALID_CHARS.search(body):
         # Lone surrogates survive json.dumps(ensure_ascii=False); escape everything instead.
@@ -205,6 +210,17 @@ class Queue:
                 f"limit), got {delay}",
                 "for longer waits push again from a job, or use a schedule",
             )
+        model = payloads.for_queue(self.name)
+        if model is not None:
+            try:
+                payload = model.dump(model.validate(payload))
+            except payloads.PayloadError as exc:
+                raise QueueError(
+                    f"queue {self.name!r} takes {model.name} payloads and this one does not "
+                    f"validate: {exc.detail}",
+                    f"push a {model.name}(...) or data that validates as one (see the handler's "
+                    "payload annotation)",
+                ) from None
         body, content_type = encode_payload(payload)
         invocation = current()
         job = OutgoingJob(

@@ -144,6 +144,10 @@ class Queue:
         return f"{self.label}_dlq"
 
     @property
+    def dlq_arn(self) -> Expr:
+        return Expr(f"aws_sqs_queue.{self.dlq_label}.arn")
+
+    @property
     def attributes(self) -> tuple[tuple[str, object], ...]:
         """``aws_sqs_queue`` arguments of the queue itself."""
         fifo: tuple[tuple[str, object], ...] = (
@@ -820,8 +824,8 @@ def _resource_size(resource: str | Expr) -> int:
     return len(re.sub(r"\$\{[^}]*\}", "x" * _REFERENCE_SIZE, text))
 
 
-def _queue_arn_size(queue: Queue) -> int:
-    return len("arn::sqs:::") + sum(_ARN_PARTS.values()) + len(queue.sqs_name)
+def _queue_arn_size(name: str) -> int:
+    return len("arn::sqs:::") + sum(_ARN_PARTS.values()) + len(name)
 
 
 _QUEUE_ACTIONS = (
@@ -834,13 +838,15 @@ _QUEUE_ACTIONS = (
 
 
 def _queue_statement(sid: str, queues: Iterable[Queue]) -> Statement:
-    """Every queue by its own ARN: a ``<prefix>-*`` wildcard would also match another stage whose
+    """Every queue (and its DLQ) by its own ARN: a ``<prefix>-*`` wildcard would also match another stage whose
     name starts with this one's (``prod-eu`` for ``prod``) and another project whose name ends
     like this one's prefix (``app-prod`` for project ``app``, stage ``prod``)."""
     chosen = tuple(queues)
-    return Statement(
-        sid, _QUEUE_ACTIONS, tuple(q.arn for q in chosen), tuple(_queue_arn_size(q) for q in chosen)
-    )
+    # Each queue's dead-letter queue too: the runtime sends a job whose payload fails validation
+    # there itself (SendMessage).
+    resources = tuple(arn for q in chosen for arn in (q.arn, q.dlq_arn))
+    sizes = tuple(_queue_arn_size(n) for q in chosen for n in (q.sqs_name, q.dlq_name))
+    return Statement(sid, _QUEUE_ACTIONS, resources, sizes)
 
 
 def _with_queue_policies(model: TerraformModel, statements: list[Statement]) -> TerraformModel:

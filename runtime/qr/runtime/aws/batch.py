@@ -21,6 +21,12 @@ message of the batch and leaves the failed ones to come back. ``run_batch``:
    docs/queues.md). After ``max_attempts``
    receives SQS moves the message to the dead-letter queue (Terraform sets ``maxReceiveCount``).
 
+A payload that does not validate as the handler's model (``PayloadError``) is not retried: the
+adapter sends the message to the queue's dead-letter queue itself, with the validation error in
+its ``qr_error`` attribute, and reports the record as a success so Lambda deletes it. If that send
+fails the record is reported failed like any error (SQS's redrive moves it after
+``max_attempts`` receives, without the error).
+
 A failure to change visibility is logged and never turns a success into a failure.
 
 Job state (``DynamoJobStore``, when the queue keeps it): before running, ``start`` records
@@ -46,6 +52,7 @@ from typing import Any
 from qr.runtime.aws.sqs import SqsQueues, attributes_of
 from qr.runtime.jobs import JobMessage, Progress, backoff_delay, run_queue_job
 from qr.runtime.manifest import Manifest, Queue
+from qr.runtime.payloads import PayloadError
 from qr.runtime.ports import JobStart, JobStatus, JobStore
 
 log = logging.getLogger("qr.queues")
@@ -167,6 +174,24 @@ async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float
             progress=progress,
             keep_result=store is not None,
         )
+    except PayloadError as exc:
+        try:
+            queues.dead_letter(queue.name, dict(item.record), str(exc))
+        except Exception:
+            log.exception("could not move %s to the dead-letter queue", _id(item))
+            if store is not None:
+                _record_failure(store, item, exc, progress.close())
+            return False
+        if store is not None:
+            _record_dead(store, item, exc, progress.close())
+        log.error(
+            "job %s on %s moved to the dead-letter queue: %s",
+            message.job_id,
+            queue.name,
+            exc,
+            extra={"request_id": message.job_id},
+        )
+        return True
     except Exception as exc:
         last = progress.close()
         if store is not None and _record_failure(store, item, exc, last) == "cancelled":
@@ -217,6 +242,24 @@ def _record_failure(
         log.exception("job %s: could not record its failure", message.job_id)
         return None
     return status
+
+
+def _record_dead(
+    store: JobStore, item: _Item, exc: Exception, progress: tuple[float, str | None] | None
+) -> None:
+    """A job dead-lettered by the adapter itself (its payload does not validate)."""
+    assert item.queue is not None and item.message is not None
+    error = {"type": type(exc).__name__, "message": str(exc)}
+    try:
+        store.finish(
+            item.message.job_id,
+            "dead",
+            keep=item.queue.config.keep_results,
+            error=error,
+            progress=progress,
+        )
+    except Exception:
+        log.exception("job %s: could not record it dead", item.message.job_id)
 
 
 def _visibility(queues: SqsQueues, item: _Item, seconds: float) -> None:

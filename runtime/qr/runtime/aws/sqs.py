@@ -16,6 +16,11 @@ from qr.runtime.ports import OutgoingJob
 
 MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43_200
+MAX_ATTRIBUTES = 10
+"""Message attributes per message (SQS message quotas)."""
+ERROR_ATTRIBUTE = "qr_error"
+"""Why the runtime moved a message to the dead-letter queue itself (an invalid payload)."""
+_MAX_ERROR = 4000
 
 
 class SqsQueues:
@@ -57,6 +62,38 @@ class SqsQueues:
             request["DelaySeconds"] = min(MAX_DELAY_SECONDS, max(0, round(job.delay)))
         response = self._clients.get("sqs").send_message(**request)
         return str(response["MessageId"])
+
+    def dlq_url(self, queue: str) -> str:
+        """The dead-letter queue's URL: ``<prefix><name>-dlq[.fifo]`` as Terraform names it."""
+        base = queue.removesuffix(".fifo")
+        return self.url_prefix + base + "-dlq" + (".fifo" if queue.endswith(".fifo") else "")
+
+    def dead_letter(self, queue: str, record: dict[str, Any], error: str) -> None:
+        """Send a received message to its queue's dead-letter queue with ``error`` attached.
+
+        The caller then reports the record as a success so Lambda deletes the original. Body and
+        string attributes are kept; a FIFO copy keeps its group and is deduplicated by the
+        original message id (what SQS's own redrive does).
+        """
+        attributes = {
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in attributes_of(record).items()
+        }
+        attributes[ERROR_ATTRIBUTE] = {"DataType": "String", "StringValue": error[:_MAX_ERROR]}
+        if len(attributes) > MAX_ATTRIBUTES:  # keep the error and the encoding first
+            keep = [ERROR_ATTRIBUTE, "content_type", "user_id", *sorted(attributes)]
+            attributes = {k: attributes[k] for k in dict.fromkeys(keep) if k in attributes}
+            attributes = dict(list(attributes.items())[:MAX_ATTRIBUTES])
+        request: dict[str, Any] = {
+            "QueueUrl": self.dlq_url(queue),
+            "MessageBody": str(record.get("body", "")),
+            "MessageAttributes": attributes,
+        }
+        if queue.endswith(".fifo"):
+            system = record.get("attributes") or {}
+            request["MessageGroupId"] = system.get("MessageGroupId") or "qr"
+            request["MessageDeduplicationId"] = str(record["messageId"])[:128]
+        self._clients.get("sqs").send_message(**request)
 
     def change_visibility(self, queue: str, receipt_handle: str, seconds: float) -> None:
         """Make a received message visible again in ``seconds`` (0: now)."""

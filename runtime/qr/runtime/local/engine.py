@@ -514,6 +514,25 @@ class Engine:
                 self._set_group_visible(db, job.queue, job.group_id, job.seq, visible)
             return "retry"
 
+    def bury(
+        self,
+        job: Claimed,
+        error: str,
+        *,
+        info: dict[str, str] | None = None,
+        progress: tuple[float, str | None] | None = None,
+    ) -> bool:
+        """Move a held job straight to the dead-letter queue (a payload that cannot validate:
+        retrying would not help); ``False`` if the lease was lost."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT 1 FROM jobs WHERE seq=? AND receipt=?", (job.seq, job.receipt)
+            ).fetchone()
+            if row is None:
+                return False
+            self._bury(db, job.seq, error, self.now_ms(), info=info, progress=progress)
+            return True
+
     def release(self, job: Claimed) -> bool:
         """Give a job back unfinished (graceful shutdown): visible now, the receive not counted."""
         with self._transaction() as db:

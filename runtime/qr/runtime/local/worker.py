@@ -13,7 +13,8 @@ fewer than it asked for, sleep until something can have changed:
 A job runs through ``qr.runtime.jobs.run_queue_job`` (injection, deadline, ``job.progress``
 through ``SqliteJobStore``). Success deletes it and keeps its result (the jobs that finish in one event-loop iteration are acked in one
 transaction: a commit is the dominant cost); an exception or timeout hands it back to the engine (``fail``: backoff, or
-the DLQ once ``max_attempts`` receives are spent). Each job logs one line on ``qr.queues`` with
+the DLQ once ``max_attempts`` receives are spent). A payload that does not validate as the
+handler's model (``PayloadError``) goes to the DLQ at once (``bury``): retrying cannot fix it. Each job logs one line on ``qr.queues`` with
 queue, job id, outcome, duration and attempt (also as ``extra`` fields for the dev console).
 
 ``stop(grace)`` stops claiming, lets running jobs finish for ``grace`` seconds, then cancels the
@@ -36,6 +37,7 @@ from qr.runtime.jobs import JobMessage, JobTimeout, Progress, run_queue_job
 from qr.runtime.local.engine import Claimed, Engine
 from qr.runtime.local.job_state import SqliteJobStore
 from qr.runtime.manifest import Queue
+from qr.runtime.payloads import PayloadError
 from qr.runtime.ports import OutgoingJob
 
 log = logging.getLogger("qr.queues")
@@ -227,6 +229,7 @@ class Worker:
         progress = Progress(store, claimed.job_id, claimed.queue)
         result: Any = None
         error: str | None = None
+        outcome: Outcome
         try:
             result = await run_queue_job(
                 queue,
@@ -241,9 +244,15 @@ class Worker:
             self.engine.release(claimed)
             self._log(claimed, "released", started, None)
             raise
+        except PayloadError as exc:
+            error = str(exc)
+            info = {"type": "PayloadError", "message": error}
+            buried = self.engine.bury(claimed, error, info=info, progress=progress.close())
+            outcome = "dead" if buried else "stale"
+            self._log(claimed, outcome, started, exc)
         except Exception as exc:
             error = _describe(exc)
-            outcome: Outcome = self.engine.fail(
+            outcome = self.engine.fail(
                 claimed,
                 error,
                 max_attempts=config.max_attempts,

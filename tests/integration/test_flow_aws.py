@@ -1,0 +1,205 @@
+"""Typed payloads and flow control on the Lambda platform, against a moto server.
+
+Each test runs the Lambda runtime in-process (``LambdaRuntime`` with boto3 clients on moto): it
+pushes through the runtime's own ``queues[...]`` (SQS SendMessage), receives the messages as the
+event source mapping would, hands them over as an SQS event and checks what the adapter did on
+SQS (and DynamoDB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from qr.runtime import ports
+from qr.runtime.aws._clients import Clients
+from qr.runtime.aws.entry import LambdaRuntime
+from tests.conftest import MakeProject
+from tests.integration.lambda_support import moto_server
+
+pytestmark = pytest.mark.integration
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+PREFIX = "demo-production-"
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def clients(moto_url: str) -> Clients:
+    def factory(service: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", moto_url)
+        return boto3.client(service, region_name=REGION, **CREDENTIALS, **kwargs)  # type: ignore[call-overload]
+
+    return Clients(factory)
+
+
+class Aws:
+    """The Lambda runtime of one project on moto, and the SQS side of the event source mapping."""
+
+    def __init__(self, root: Path, clients: Clients, queues: list[str]) -> None:
+        self.clients = clients
+        self.sqs = clients.get("sqs")
+        for name in queues:
+            fifo = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+            base, suffix = name.removesuffix(".fifo"), ".fifo" if fifo else ""
+            self.sqs.create_queue(QueueName=f"{PREFIX}{base}-dlq{suffix}", Attributes=fifo)
+            if fifo:
+                fifo["ContentBasedDeduplication"] = "true"
+            url = self.sqs.create_queue(QueueName=f"{PREFIX}{name}", Attributes=fifo)["QueueUrl"]
+            self.sqs.purge_queue(QueueUrl=url)  # what an earlier test left
+        prefix = self.sqs.get_queue_url(QueueName=PREFIX + queues[0])["QueueUrl"]
+        self.prefix = prefix.removesuffix(queues[0])
+        environ = {"LOG_LEVEL": "CRITICAL", "QR_QUEUE_URL_PREFIX": self.prefix}
+        self.runtime = LambdaRuntime(root, environ, clients)
+
+    def close(self) -> None:
+        self.runtime.close()
+        ports.set_platform(None)
+
+    def receive(self, url: str, visibility: int = 30) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=visibility,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        ).get("Messages", [])
+        return messages
+
+    def deliver(self, queue: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Receive up to 10 messages of ``queue``, run them as one SQS event, delete the ones
+        the answer does not report failed (what the event source mapping does)."""
+        url = self.prefix + queue
+        messages = self.receive(url)
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m["Attributes"],
+                "messageAttributes": {
+                    k: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
+                    for k, v in m.get("MessageAttributes", {}).items()
+                },
+                "md5OfBody": hashlib.md5(m["Body"].encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PREFIX}{queue}",
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+        if not records:
+            return [], {"batchItemFailures": []}
+        answer: dict[str, Any] = self.runtime.dispatch({"Records": records})
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return messages, answer
+
+
+@pytest.fixture
+def aws_of(clients: Clients) -> Iterator[Any]:
+    made: list[Aws] = []
+
+    def make(root: Path, queues: list[str]) -> Aws:
+        made.append(Aws(root, clients, queues))
+        return made[-1]
+
+    yield make
+    for aws in made:
+        aws.close()
+
+
+TYPED = {
+    "qr.yaml": "name: demo\n",
+    "queues/orders.py": """
+        from pydantic import BaseModel
+
+        class Order(BaseModel):
+            id: int
+            sku: str
+
+        def handler(payload: Order):
+            assert isinstance(payload, Order)
+            return payload.id
+    """,
+    "queues/points.fifo.py": """
+        from dataclasses import dataclass
+
+        @dataclass
+        class Point:
+            x: int
+
+        def handler(payload: Point):
+            return payload.x
+    """,
+}
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_invalid_payload_goes_to_the_dlq_with_its_error_and_is_reported_done(
+    make_project: MakeProject, aws_of: Any
+) -> None:
+    aws: Aws = aws_of(make_project(TYPED), ["orders", "points.fifo"])
+    from qr.runtime import queues
+
+    queues["orders"].push({"id": 1, "sku": "a"})  # validated, sent as JSON
+    attributes = {"content_type": {"DataType": "String", "StringValue": "application/json"}}
+    aws.sqs.send_message(  # around validation: an older producer
+        QueueUrl=aws.prefix + "orders",
+        MessageBody='{"id": "x"}',
+        MessageAttributes={
+            **attributes,
+            "user_id": {"DataType": "String", "StringValue": "u1"},
+        },
+    )
+    messages, answer = aws.deliver("orders")
+    assert len(messages) == 2
+    assert answer == {"batchItemFailures": []}  # both deleted: one done, one dead-lettered
+    (dead,) = aws.receive(aws.prefix + "orders-dlq")
+    assert dead["Body"] == '{"id": "x"}'
+    kept = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert kept["user_id"] == "u1" and kept["content_type"] == "application/json"
+    assert "does not validate as Order" in kept["qr_error"]
+    assert "valid integer" in kept["qr_error"] and "sku" in kept["qr_error"]
+    assert aws.receive(aws.prefix + "orders", visibility=0) == []
+
+    # FIFO: the DLQ copy keeps its group and is deduplicated by the original message id
+    aws.sqs.send_message(
+        QueueUrl=aws.prefix + "points.fifo",
+        MessageBody='{"x": "not a number"}',
+        MessageGroupId="g1",
+        MessageAttributes=attributes,
+    )
+    queues["points.fifo"].group("g1").push({"x": 2})
+    messages, answer = aws.deliver("points.fifo")
+    assert len(messages) == 2 and answer == {"batchItemFailures": []}
+    (dead,) = aws.receive(aws.prefix + "points-dlq.fifo")
+    assert dead["Attributes"]["MessageGroupId"] == "g1"
+    assert dead["Attributes"]["MessageDeduplicationId"] == messages[0]["MessageId"]
+    assert "does not validate as Point" in dead["MessageAttributes"]["qr_error"]["StringValue"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_dlq_that_cannot_be_reached_leaves_the_job_failed(
+    make_project: MakeProject, aws_of: Any, clients: Clients
+) -> None:
+    aws: Aws = aws_of(make_project(TYPED), ["orders"])
+    aws.sqs.delete_queue(QueueUrl=aws.prefix + "orders-dlq")
+    aws.sqs.send_message(QueueUrl=aws.prefix + "orders", MessageBody='{"id": "x"}')
+    messages, answer = aws.deliver("orders")
+    # not lost: reported failed, so SQS keeps it and its redrive policy moves it later
+    assert answer == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}

@@ -1,0 +1,125 @@
+"""Typed payloads and flow control in a real ``qr dev`` process (one server, module scope).
+
+Handlers append a line per run to ``runs.log`` in the project; the tests push over HTTP, with
+``qr dev queue`` or straight into the engine's database, and wait (bounded) for the lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from qr.runtime.local.engine import DB_PATH, Engine
+from qr.runtime.ports import OutgoingJob
+from tests.integration.test_dev_server import DevProcess, running_dev
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+WAIT = 30.0
+
+FILES = {
+    "qr.yaml": "name: flow\n",
+    "lib/__init__.py": "",
+    "lib/runs.py": """
+        import os, time
+
+        def record(line):
+            with open(os.path.join(os.environ["FLOW_DIR"], "runs.log"), "a") as f:
+                f.write(f"{time.time():.3f} {line}\\n")
+    """,
+    "queues/orders.py": """
+        from pydantic import BaseModel
+        from lib.runs import record
+
+        class Order(BaseModel):
+            id: int
+            sku: str
+
+        def handler(payload: Order):
+            record(f"orders {type(payload).__name__} {payload.id} {payload.sku}")
+    """,
+    "api/orders.py": """
+        from qr.runtime import queues
+        post = queues["orders"].http
+    """,
+}
+
+
+def _until(check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
+    base = tmp_path_factory.mktemp("flow")
+    root = base / "app"
+    for name, text in FILES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_dedent(text), encoding="utf-8")
+    env = {**os.environ, "NO_COLOR": "1", "FLOW_DIR": str(root)}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    with running_dev(root, base / "dev.log", ["--port", "0", "--no-reload"], env) as server:
+        yield server
+
+
+def _dedent(text: str) -> str:
+    import textwrap
+
+    return textwrap.dedent(text).lstrip("\n")
+
+
+def _runs(dev: DevProcess, prefix: str) -> list[str]:
+    path = dev.root / "runs.log"
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split(" ", 1)[1] for line in lines if line.split(" ", 1)[1].startswith(prefix)]
+
+
+def _stats(dev: DevProcess, queue: str) -> dict[str, int]:
+    done = dev.qr("queues", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    rows = data["queues"] if isinstance(data, dict) else data
+    return next(row for row in rows if row["queue"] == queue)
+
+
+def test_typed_payloads_validate_at_push_and_dead_letter_at_consume(dev: DevProcess) -> None:
+    response = httpx.post(dev.url + "/orders", json={"id": "7", "sku": "a"}, timeout=WAIT)
+    assert response.status_code == 202  # "7" validates as an int (pydantic's lax mode)
+    _until(lambda: _runs(dev, "orders ") == ["orders Order 7 a"], "the typed job to run")
+
+    response = httpx.post(dev.url + "/orders", json={"id": "seven"}, timeout=WAIT)
+    assert response.status_code == 400
+    assert "takes Order payloads" in response.json()["error"]
+    refused = dev.qr("dev", "queue", "orders", '{"id": 1}')
+    assert refused.returncode != 0
+    assert "takes Order payloads" in refused.stderr and "sku" in refused.stderr
+
+    # a job that reached the queue around validation: dead-lettered by the running worker, once
+    engine = Engine(dev.root / DB_PATH)
+    try:
+        engine.push(OutgoingJob("orders", '{"id": 1}', "application/json"))
+        _until(lambda: _stats(dev, "orders")["dead"] == 1, "the invalid job in the DLQ")
+        (dead,) = engine.dead_jobs("orders")
+        assert dead.received_count == 1
+        assert "does not validate as Order" in (dead.last_error or "")
+    finally:
+        engine.close()
+    assert _runs(dev, "orders ") == ["orders Order 7 a"]
