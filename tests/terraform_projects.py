@@ -35,7 +35,8 @@ EDGE_PROJECTS: Mapping[str, Mapping[str, str]] = {
     "fifo-only": {
         "qr.yaml": qr_yaml("fifo-only"),
         "queues/orders.fifo.py": QUEUE
-        + "config = {'timeout': 120, 'max_attempts': 5, 'batch_size': 5}\n",
+        + "config = {'timeout': 120, 'max_attempts': 5, 'batch_size': 5,\n"
+        + "          'rate_limit': {'limit': 5, 'per': 1, 'key': 'group'}}\n",
         "queues/profile_updates.fifo.py": QUEUE,
     },
     "no-sockets": {

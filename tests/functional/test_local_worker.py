@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from qr.runtime import queues
+from qr.runtime.flow import RateLimit
 from qr.runtime.local.engine import Claimed, Engine
 from qr.runtime.local.worker import LocalQueuePort, Worker
 from qr.runtime.manifest import Manifest, scan
@@ -61,9 +62,15 @@ class CountingEngine(Engine):
     claims: list[int]
 
     def claim(
-        self, queue: str, limit: int, lease: float, *, max_attempts: int = 3
+        self,
+        queue: str,
+        limit: int,
+        lease: float,
+        *,
+        max_attempts: int = 3,
+        rate_limit: RateLimit | None = None,
     ) -> list[Claimed]:
-        got = super().claim(queue, limit, lease, max_attempts=max_attempts)
+        got = super().claim(queue, limit, lease, max_attempts=max_attempts, rate_limit=rate_limit)
         if queue == "gated" and got:
             self.claims.append(len(got))
         return got

@@ -87,7 +87,7 @@ def test_files_by_project(rendered: dict[str, Path]) -> None:
         "websocket.tf",
         "schedules.tf",
     }
-    assert files("fifo-only") == common | {"queues.tf", "jobs.tf"}
+    assert files("fifo-only") == common | {"queues.tf", "jobs.tf", "flow.tf"}
     assert files("no-sockets") == common | {"queues.tf", "jobs.tf", "http_api.tf", "schedules.tf"}
     assert files("domain-zone") == common | {"http_api.tf", "websocket.tf", "domain.tf"}
 
@@ -148,8 +148,21 @@ def test_queues(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
     mapping = mappings["orders_fifo"]
     assert mapping["batch_size"] == 5
     assert "maximum_batching_window_in_seconds" not in mapping
-    # the runtime sends a job whose payload fails validation to the DLQ itself
     policy = parsed["fifo-only"]["function.tf"]["data"][1]["aws_iam_policy_document"]["function"]
+    # a rate limit: the flow table, the function's variable, IAM scoped to that table
+    flow = resources(parsed["fifo-only"], "aws_dynamodb_table")["flow"]
+    assert flow["name"] == "fifo-only-production-flow"
+    assert (flow["hash_key"], flow["range_key"]) == ("pk", "sk")
+    assert flow["ttl"][0]["attribute_name"] == "expires_at" and flow["ttl"][0]["enabled"] is True
+    function = resources(parsed["fifo-only"], "aws_lambda_function")["app"]
+    variables = function["environment"][0]["variables"]
+    assert variables["QR_FLOW_TABLE"] == "${aws_dynamodb_table.flow.name}"
+    control = next(s for s in policy["statement"] if s["sid"] == "FlowControl")
+    assert control["resources"] == ["${aws_dynamodb_table.flow.arn}"]
+    assert "dynamodb:PutItem" in control["actions"]
+    assert "aws_dynamodb_table" not in parsed["no-sockets"].get("flow.tf", {})  # no limit, no table
+    assert "flow.tf" not in parsed["no-sockets"]
+    # the runtime sends a job whose payload fails validation to the DLQ itself
     queue_statement = next(s for s in policy["statement"] if s["sid"] == "Queues")
     assert "sqs:SendMessage" in queue_statement["actions"]
     assert queue_statement["resources"] == [

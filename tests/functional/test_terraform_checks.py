@@ -130,9 +130,10 @@ def test_iam_size_quotas(make_project: MakeProject) -> None:
     managed policies per role (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)."""
     manifest = scan(make_project({f"queues/{'q' * 36}{i:02d}.py": QUEUE for i in range(100)}))
     model = build_model(manifest)
-    assert model.policy_size < 10240 and len(model.managed_policies) == 2
+    assert model.policy_size < 10240 and len(model.managed_policies) == 4
     assert all(40 + p.statement.size <= 6144 for p in model.managed_policies)
-    assert sum(len(p.statement.resources) for p in model.managed_policies) == 100
+    # each queue and its dead-letter queue
+    assert sum(len(p.statement.resources) for p in model.managed_policies) == 200
     policy = model.managed_policies[0]
     crowded = dataclasses.replace(model, managed_policies=(policy,) * 11)
     big = dataclasses.replace(

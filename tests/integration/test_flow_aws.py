@@ -9,6 +9,8 @@ SQS (and DynamoDB).
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,14 @@ from qr.runtime import ports
 from qr.runtime.aws._clients import Clients
 from qr.runtime.aws.entry import LambdaRuntime
 from tests.conftest import MakeProject
-from tests.integration.lambda_support import moto_server
+from tests.integration.lambda_support import create_connections_table, moto_server
 
 pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-PREFIX = "demo-production-"
+_TESTS = iter(range(1_000_000))
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +51,25 @@ class Aws:
     """The Lambda runtime of one project on moto, and the SQS side of the event source mapping."""
 
     def __init__(self, root: Path, clients: Clients, queues: list[str]) -> None:
+        self.stem = f"t{next(_TESTS)}-production-"  # fresh queues and table for each test
         self.clients = clients
         self.sqs = clients.get("sqs")
         for name in queues:
             fifo = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
             base, suffix = name.removesuffix(".fifo"), ".fifo" if fifo else ""
-            self.sqs.create_queue(QueueName=f"{PREFIX}{base}-dlq{suffix}", Attributes=fifo)
+            self.sqs.create_queue(QueueName=f"{self.stem}{base}-dlq{suffix}", Attributes=fifo)
             if fifo:
                 fifo["ContentBasedDeduplication"] = "true"
-            url = self.sqs.create_queue(QueueName=f"{PREFIX}{name}", Attributes=fifo)["QueueUrl"]
-            self.sqs.purge_queue(QueueUrl=url)  # what an earlier test left
-        prefix = self.sqs.get_queue_url(QueueName=PREFIX + queues[0])["QueueUrl"]
+            self.sqs.create_queue(QueueName=f"{self.stem}{name}", Attributes=fifo)
+        prefix = self.sqs.get_queue_url(QueueName=self.stem + queues[0])["QueueUrl"]
         self.prefix = prefix.removesuffix(queues[0])
-        environ = {"LOG_LEVEL": "CRITICAL", "QR_QUEUE_URL_PREFIX": self.prefix}
+        self.flow_table = f"{self.stem}flow"
+        create_connections_table(clients.get("dynamodb"), self.flow_table)  # same pk/sk shape
+        environ = {
+            "LOG_LEVEL": "CRITICAL",
+            "QR_QUEUE_URL_PREFIX": self.prefix,
+            "QR_FLOW_TABLE": self.flow_table,
+        }
         self.runtime = LambdaRuntime(root, environ, clients)
 
     def close(self) -> None:
@@ -95,7 +103,7 @@ class Aws:
                 },
                 "md5OfBody": hashlib.md5(m["Body"].encode()).hexdigest(),
                 "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PREFIX}{queue}",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.stem}{queue}",
                 "awsRegion": REGION,
             }
             for m in messages
@@ -203,3 +211,44 @@ def test_a_dlq_that_cannot_be_reached_leaves_the_job_failed(
     messages, answer = aws.deliver("orders")
     # not lost: reported failed, so SQS keeps it and its redrive policy moves it later
     assert answer == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}
+
+
+LIMITED = {
+    "qr.yaml": "name: demo\n",
+    "queues/limited.py": """
+        ran = []
+        config = {"rate_limit": {"limit": 2, "per": 60, "key": "tenant"}}
+
+        def handler(payload, job):
+            ran.append((payload["tenant"], payload["n"], job.received_count))
+    """,
+}
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_rate_limit_over_the_limit_comes_back_later_via_visibility(
+    make_project: MakeProject, aws_of: Any
+) -> None:
+    aws: Aws = aws_of(make_project(LIMITED), ["limited"])
+    from qr.runtime import queues
+
+    for n in range(3):
+        queues["limited"].push({"tenant": "a", "n": n})
+    queues["limited"].push({"tenant": "b", "n": 9})
+    messages, answer = aws.deliver("limited")
+    assert len(messages) == 4
+    ran = sys.modules["qr_app:queues/limited.py"].ran
+    # two of tenant a (its bucket's burst), and tenant b in its own bucket
+    assert sorted(t for t, _, _ in ran) == ["a", "a", "b"]
+    assert all(attempt == 1 for _, _, attempt in ran)
+    (failure,) = answer["batchItemFailures"]
+    held = next(m for m in messages if m["MessageId"] == failure["itemIdentifier"])
+    assert json.loads(held["Body"])["tenant"] == "a"
+    # not visible again at once: its visibility was set to when a token will be there (~30 s)
+    assert aws.receive(aws.prefix + "limited", visibility=0) == []
+    items = aws.clients.get("dynamodb").scan(TableName=aws.flow_table)["Items"]
+    buckets = {item["pk"]["S"]: float(item["tokens"]["N"]) for item in items}
+    assert buckets == {
+        "rate#limited#tenant#a": pytest.approx(0, abs=0.01),
+        "rate#limited#tenant#b": pytest.approx(1, abs=0.01),
+    }

@@ -46,6 +46,14 @@ FILES = {
         def handler(payload: Order):
             record(f"orders {type(payload).__name__} {payload.id} {payload.sku}")
     """,
+    "queues/throttled.py": """
+        from lib.runs import record
+
+        config = {"rate_limit": {"limit": 2, "per": 1}}
+
+        def handler(payload, job):
+            record(f"throttled {payload} attempt={job.received_count}")
+    """,
     "api/orders.py": """
         from qr.runtime import queues
         post = queues["orders"].http
@@ -123,3 +131,25 @@ def test_typed_payloads_validate_at_push_and_dead_letter_at_consume(dev: DevProc
     finally:
         engine.close()
     assert _runs(dev, "orders ") == ["orders Order 7 a"]
+
+
+def test_rate_limited_jobs_are_spread_out_and_run_once(dev: DevProcess) -> None:
+    engine = Engine(dev.root / DB_PATH)
+    try:
+        for n in range(6):
+            engine.push(OutgoingJob("throttled", str(n), "application/json"))
+    finally:
+        engine.close()
+    runs = _until(
+        lambda: _runs(dev, "throttled ") if len(_runs(dev, "throttled ")) == 6 else None, "6 runs"
+    )
+    assert sorted(runs) == [f"throttled {n} attempt=1" for n in range(6)]  # none failed or retried
+    times = [
+        float(line.split(" ", 1)[0])
+        for line in (dev.root / "runs.log").read_text().splitlines()
+        if " throttled " in line
+    ]
+    # 2 at once, then 2 a second: the 6th token exists 2 s after the first run (a lower bound,
+    # which a slow machine only makes larger)
+    assert max(times) - min(times) >= 1.9
+    assert _stats(dev, "throttled")["dead"] == 0

@@ -1,7 +1,9 @@
 """kill -9 a worker process mid-way through 1,000 jobs, twice, and check what the engine promises.
 
-The victim (``_crash_worker.py``) runs the real worker over a standard queue and a FIFO queue
-(10 groups); about one job in ten always fails. Every handler run is written to a ledger database
+The victim (``_crash_worker.py``) runs the real worker over a standard queue, a FIFO queue
+(10 groups) and a rate-limited standard queue (its limit is reached: jobs wait for tokens across
+the kills); about one job in ten always fails. 20 debounce keys get three pushes each: only each
+key's last push may ever run. Every handler run is written to a ledger database
 (job, attempt, pid) before the handler returns. Each kill lands mid-job by construction: the
 worker is started with a marker path and an index; the first job from that index on (first
 attempt, one that would succeed) writes the marker, and from then on every job the worker starts
@@ -43,6 +45,7 @@ from tests.conftest import MakeProject
 from tests.waiting import WAIT, Lines, exited, reaped, until
 
 JOBS = 1000
+LIMITED_JOBS = 300
 MAX_ATTEMPTS = 3
 HANDLER = """
 import asyncio, json, os, sqlite3
@@ -124,7 +127,14 @@ def _wait(condition: Callable[..., object], what: str, log: Path | None = None) 
 def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
     make_project: MakeProject, tmp_path: Path
 ) -> None:
-    root = make_project({"queues/plain.py": HANDLER, "queues/ordered.fifo.py": HANDLER})
+    limited = HANDLER.replace("config = {", 'config = {"rate_limit": {"limit": 100, "per": 1}, ')
+    root = make_project(
+        {
+            "queues/plain.py": HANDLER,
+            "queues/ordered.fifo.py": HANDLER,
+            "queues/limited.py": limited,
+        }
+    )
     db, ledger = tmp_path / "queues.db", tmp_path / "ledger.db"
     engine = Engine(db)
     pushed: dict[str, tuple[int, str | None, bool]] = {}
@@ -134,6 +144,21 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
         payload = {"i": i, "fail": fail}
         job_id = engine.push(target.prepare(payload)).job_id
         pushed[job_id] = (i, target.group_id, fail)
+    # negative indices: these never start a hold (the kills' threshold counts the first queues)
+    for i in range(-1, -LIMITED_JOBS - 1, -1):
+        fail = i % 10 == 7
+        job_id = engine.push(Queue("limited").prepare({"i": i, "fail": fail})).job_id
+        pushed[job_id] = (i, None, fail)
+    superseded: set[str] = set()
+    for key in range(20):
+        ids = []
+        for version in range(3):
+            i = -LIMITED_JOBS - 1 - (key * 3 + version)
+            debounced = Queue("plain").debounce(f"key-{key}", seconds=0.05)
+            ids.append(engine.push(debounced.prepare({"i": i, "fail": False})).job_id)
+        superseded.update(ids[:-1])
+        pushed[ids[-1]] = (i, None, False)
+    everything = len(pushed) + len(superseded)
 
     kills = 0
     held_at_kills: dict[str, int] = {}
@@ -149,7 +174,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
         mid_job.append(json.loads(marker.read_text()))
         killed.append(process.pid)
         kills += 1
-        held = {s.job_id: s.attempts for s in engine.job_states(status="running", limit=JOBS)}
+        held = {s.job_id: s.attempts for s in engine.job_states(status="running", limit=everything)}
         held_at_kills.update(held)
         with sqlite3.connect(db) as raw:
             lease_end = raw.execute(
@@ -157,7 +182,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
             ).fetchone()[0]
         if lease_end is not None:
             _wait(lambda end=lease_end: engine.now_ms() > end, "the killed worker's leases")
-        states = {s.job_id: s for s in engine.job_states(limit=JOBS)}
+        states = {s.job_id: s for s in engine.job_states(limit=everything)}
         assert [s.job_id for s in states.values() if s.status == "running"] == []
         for job_id, count in held.items():  # (dead when the killed receive was its last one)
             after = (states[job_id].status, states[job_id].attempts)
@@ -177,10 +202,11 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         left = raw.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
     assert left == 0
-    final = {s.job_id: s for s in engine.job_states(limit=JOBS + 1)}
-    assert len(final) == JOBS
+    final = {s.job_id: s for s in engine.job_states(limit=everything + 1)}
+    assert {final.pop(job_id).status for job_id in superseded} == {"cancelled"}
+    assert len(final) == len(pushed)
     results = {job_id: s.result for job_id, s in final.items() if s.status == "succeeded"}
-    dead = {d.job_id: d for q in ("plain", "ordered.fifo") for d in engine.dead_jobs(q)}
+    dead = {d.job_id: d for q in ("plain", "ordered.fifo", "limited") for d in engine.dead_jobs(q)}
 
     # Done or dead-lettered, never both, never neither; failures exhaust exactly max_attempts.
     runs = _runs(ledger)
@@ -188,6 +214,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
     for job_id, _idx, _grp, attempt, pid, ok in runs:
         by_job[job_id].append((attempt, pid, ok))
     assert set(by_job) == set(pushed)
+    assert not superseded & set(by_job)  # a debounced push that was replaced never ran
 
     for job_id, (index, _group, fail) in pushed.items():
         if fail:
@@ -206,7 +233,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
         else:
             assert job_id not in dead, index
             assert results[job_id] == index, index
-    assert len(results) + len(dead) == JOBS
+    assert len(results) + len(dead) == len(pushed)
     pids = [pid for *_, pid, _ok in runs]
     processes = list(dict.fromkeys(pids))
     assert len(processes) == kills + 1
@@ -224,7 +251,7 @@ def test_kill_9_mid_way_loses_nothing_and_keeps_fifo_order(
                 # Ran again only because the process holding it was killed before its ack.
                 assert all(pid != processes[-1] for _, pid, _ in attempts[:-1])
                 redelivered += 1
-    assert redelivered <= kills * 20  # at most the jobs in flight at each kill
+    assert redelivered <= kills * 30  # at most the jobs in flight at each kill (10 per queue)
     # Each kill landed mid-job: the held job never finished in the killed process; it was
     # received again and finished later.
     for holding in mid_job:

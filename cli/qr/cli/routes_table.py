@@ -44,7 +44,7 @@ def print_routes(out: Output, manifest: Manifest, now: datetime | None = None) -
     )
     out.table(
         "Queues",
-        ["queue", "type", "payload", "timeout", "attempts", "concurrency", "file"],
+        ["queue", "type", "payload", "timeout", "attempts", "concurrency", "rate limit", "file"],
         [
             [
                 q.name,
@@ -53,6 +53,7 @@ def print_routes(out: Output, manifest: Manifest, now: datetime | None = None) -
                 _seconds(q.config.timeout),
                 str(q.config.max_attempts),
                 str(q.config.concurrency),
+                q.config.rate_limit.describe() if q.config.rate_limit else "-",
                 q.file,
             ]
             for q in manifest.queues

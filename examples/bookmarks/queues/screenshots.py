@@ -15,7 +15,15 @@ from lib.capture import capture
 
 from qr.runtime import queues, socket
 
-config = {"timeout": 60, "max_attempts": 3, "status_route": True}
+# At most 10 screenshots a minute per user: a user who imports a pile of bookmarks waits, and
+# nobody else's screenshots queue up behind theirs. On AWS a job over the limit comes back later
+# and SQS counts that receive, so max_attempts leaves room for it.
+config = {
+    "timeout": 60,
+    "max_attempts": 6,
+    "rate_limit": {"limit": 10, "per": 60, "key": "user"},
+    "status_route": True,
+}
 log = logging.getLogger(__name__)
 
 

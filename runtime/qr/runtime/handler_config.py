@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from qr.runtime._suggest import did_you_mean
+from qr.runtime.flow import RateLimit
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -103,6 +104,7 @@ class QueueConfig:
     """Seconds a finished job's state (status, result, error) is kept; 0 keeps no state."""
     status_route: bool = False
     """``queue.http`` answers with ``Location: /_jobs/{id}``, and that route serves the state."""
+    rate_limit: RateLimit | None = None
 
 
 def batch_waves(config: QueueConfig, *, fifo: bool) -> int:
@@ -394,6 +396,19 @@ class _HandlerChecks:
                 )
             else:
                 values["backoff"] = backoff
+        if "rate_limit" in raw:
+            rate_limit = RateLimit.parse(raw["rate_limit"])
+            if isinstance(rate_limit, str):
+                ok = False
+                self.fail(
+                    relative,
+                    line,
+                    rate_limit,
+                    "e.g. config['rate_limit'] = {'limit': 10, 'per': 1.0, 'key': 'user'} "
+                    "(key: 'user', 'group' or a payload field; optional)",
+                )
+            else:
+                values["rate_limit"] = rate_limit
         if not ok:
             return None
         config = QueueConfig(**values)
@@ -468,6 +483,7 @@ _QUEUE_CONFIG_KEYS = {
     "batch_size": "jobs per batch, 1-10",
     "keep_results": "seconds to keep a finished job's state, default 86400, 0 = none",
     "status_route": "serve GET /_jobs/{id} for this queue's jobs, default False",
+    "rate_limit": "{limit, per, key}: jobs started per window",
 }
 
 

@@ -22,6 +22,7 @@ Decisions made here, in order:
    ``qr dev``), API-level CORS when every route shares one CORS setting, else CORS by the app;
 5. the WebSocket API when ``socket/`` exists, with the connections table; the job state table
    when a queue keeps job state (``config["keep_results"]`` above 0, the default);
+   the flow-control table (rate-limit buckets) when a queue has a ``rate_limit``;
 6. schedules (``never`` gets no resource), their group, role and dead-letter queue;
 7. the custom domain (HTTP on the domain, WebSocket on ``ws.<domain>``), with Route53 records
    when the stage names a zone, else the records to create as an output;
@@ -97,6 +98,7 @@ class Names:
     http_access_log_group: str
     ws_api: str
     connections_table: str
+    flow_table: str
     schedule_group: str
     schedules_dlq: str
 
@@ -240,6 +242,16 @@ class WebSocketApi:
     routes: tuple[WsRoute, ...]
     table: str
     ttl_attribute: str
+
+
+@dataclass(frozen=True)
+class FlowTable:
+    """DynamoDB state of flow control: rate-limit buckets (``qr.runtime.aws.flow``)."""
+
+    name: str
+    ttl_attribute: str
+    rate_limits: tuple[tuple[str, str], ...]
+    """(queue, limit) of each rate-limited queue, for the comment above the table."""
 
 
 @dataclass(frozen=True)
@@ -400,6 +412,7 @@ class TerraformModel:
     env_file: str
     """Where the stage's env comes from, for error messages (``qr.yaml``)."""
     jobs: JobsTable | None = None
+    flow: FlowTable | None = None
 
     @property
     def jobs_table_name(self) -> Expr | None:
@@ -467,7 +480,8 @@ def build_model(manifest: Manifest, stage_name: str | None = None) -> TerraformM
     schedules = _schedules(manifest, names)
     domain = _domain(stage, has_socket=websocket is not None)
     http = _http(manifest, names, config, stage, domain)
-    function = _function(manifest, config, stage, names, queues, websocket, http)
+    flow = _flow(manifest, names)
+    function = _function(manifest, config, stage, names, queues, websocket, http, flow)
     urls = _urls(http, websocket, domain)
     model = TerraformModel(
         project=config.name,
@@ -489,6 +503,7 @@ def build_model(manifest: Manifest, stage_name: str | None = None) -> TerraformM
         tags=_tags(config, stage),
         env_file="qr.yaml",
         jobs=_jobs(manifest, names),
+        flow=flow,
     )
     return _with_statements(model)
 
@@ -533,6 +548,7 @@ def _names(config: ProjectConfig, stage: Stage) -> Names:
         http_access_log_group=f"/aws/apigateway/{prefix}-http",
         ws_api=f"{prefix}-ws",
         connections_table=f"{prefix}-connections",
+        flow_table=f"{prefix}-flow",
         schedule_group=prefix,
         schedules_dlq=f"{prefix}-qr-schedules-dlq",
     )
@@ -563,6 +579,7 @@ def _function(
     queues: tuple[Queue, ...],
     websocket: WebSocketApi | None,
     http: HttpApi | None,
+    flow: FlowTable | None,
 ) -> Function:
     env: list[tuple[str, str | Expr]] = [
         ("QR_PROJECT", config.name),
@@ -578,6 +595,8 @@ def _function(
     if websocket:
         env.append(("QR_CONNECTIONS_TABLE", Expr("aws_dynamodb_table.connections.name")))
         env.append(("QR_WS_ENDPOINT", Expr("local.ws_endpoint")))
+    if flow:
+        env.append(("QR_FLOW_TABLE", Expr("aws_dynamodb_table.flow.name")))
     env.extend(sorted(stage.env.items()))
     return Function(
         name=names.function,
@@ -618,6 +637,15 @@ def _queues(manifest: Manifest, names: Names, function_timeout: int) -> Iterable
             batching_window=window,
             maximum_concurrency=max(2, queue.config.concurrency),
         )
+
+
+def _flow(manifest: Manifest, names: Names) -> FlowTable | None:
+    limits = tuple(
+        (q.name, q.config.rate_limit.describe()) for q in manifest.queues if q.config.rate_limit
+    )
+    if not limits:
+        return None
+    return FlowTable(names.flow_table, CONNECTION_TTL_ATTRIBUTE, limits)
 
 
 def api_gateway_path(route: Route) -> str:
@@ -927,6 +955,19 @@ def _with_statements(model: TerraformModel) -> TerraformModel:
                 (Expr(f'"${{aws_apigatewayv2_api.ws.execution_arn}}/{model.websocket.stage}/*/@connections/*"'),),
             )
         )  # fmt: skip
+    if model.flow:
+        statements.append(
+            Statement(
+                "FlowControl",
+                (
+                    "dynamodb:DeleteItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                ),
+                (Expr("aws_dynamodb_table.flow.arn"),),
+            )
+        )
     if model.schedules:
         statements.append(
             Statement(

@@ -87,6 +87,8 @@ def files_for(model: TerraformModel) -> list[str]:
         files.append("http_api.tf")
     if model.websocket:
         files.append("websocket.tf")
+    if model.flow:
+        files.append("flow.tf")
     if model.schedules:
         files.append("schedules.tf")
     if model.domain:

@@ -27,6 +27,12 @@ its ``qr_error`` attribute, and reports the record as a success so Lambda delete
 fails the record is reported failed like any error (SQS's redrive moves it after
 ``max_attempts`` receives, without the error).
 
+A rate-limited queue (``config["rate_limit"]``) takes a token per record from the DynamoDB
+buckets (``qr.runtime.aws.flow``) before running it. A record without a token is not run: it is
+made visible again when a token will be there (ChangeMessageVisibility) and reported failed, so
+Lambda leaves it on the queue. SQS counts that receive toward ``maxReceiveCount``. A bucket store
+that fails (throttling, no table) lets the job run: the limit fails open, with a warning.
+
 A failure to change visibility is logged and never turns a success into a failure.
 
 Job state (``DynamoJobStore``, when the queue keeps it): before running, ``start`` records
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 import traceback
@@ -49,7 +56,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qr.runtime import flow
 from qr.runtime.aws.sqs import SqsQueues, attributes_of
+from qr.runtime.flow import BucketStore
 from qr.runtime.jobs import JobMessage, Progress, backoff_delay, run_queue_job
 from qr.runtime.manifest import Manifest, Queue
 from qr.runtime.payloads import PayloadError
@@ -71,6 +80,7 @@ class _Item:
     queue: Queue | None
     message: JobMessage | None
     jobs: JobStore | None = None
+    buckets: BucketStore | None = None
 
 
 async def run_batch(
@@ -79,9 +89,10 @@ async def run_batch(
     queues: SqsQueues,
     remaining: Callable[[], float | None],
     jobs: JobStore | None = None,
+    buckets: BucketStore | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Run every record's job; returns the ``batchItemFailures`` response."""
-    items = [_item(record, manifest, queues, jobs) for record in records]
+    items = [_item(record, manifest, queues, jobs, buckets) for record in records]
     failed: list[str] = []
     by_queue: dict[str, list[_Item]] = {}
     for item in items:
@@ -141,6 +152,18 @@ async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float
     if left is not None:
         deadline = min(deadline, now + max(0.0, left - DEADLINE_MARGIN))
     receipt = str(item.record.get("receiptHandle", ""))
+    wait = _rate_limited(item)
+    if wait > 0:
+        _visibility(queues, item, math.ceil(wait))
+        log.info(
+            "job %s on %s is over the rate limit (%s): back in %.1fs",
+            message.job_id,
+            queue.name,
+            queue.config.rate_limit.describe() if queue.config.rate_limit else "",
+            wait,
+            extra={"request_id": message.job_id},
+        )
+        return False
 
     def extend(seconds: float) -> None:
         queues.change_visibility(queue.name, receipt, seconds)
@@ -262,6 +285,32 @@ def _record_dead(
         log.exception("job %s: could not record it dead", item.message.job_id)
 
 
+def _rate_limited(item: _Item) -> float:
+    """Seconds until the job's rate-limit bucket has a token (0: it took one, or no limit)."""
+    queue, message = item.queue, item.message
+    assert queue is not None and message is not None
+    limit = queue.config.rate_limit
+    if limit is None:
+        return 0.0
+    if item.buckets is None:
+        log.warning(
+            "queue %s has a rate limit but QR_FLOW_TABLE is not set: not limited", queue.name
+        )
+        return 0.0
+    value = flow.key_value(
+        limit,
+        group_id=message.group_id,
+        user_id=message.user_id,
+        body=message.body,
+        content_type=message.content_type or "application/json",
+    )
+    try:
+        return item.buckets.take(flow.bucket_id(queue.name, limit, value), limit)
+    except Exception:
+        log.warning("rate limit of %s not checked (bucket store failed)", queue.name, exc_info=True)
+        return 0.0
+
+
 def _visibility(queues: SqsQueues, item: _Item, seconds: float) -> None:
     assert item.queue is not None
     try:
@@ -275,7 +324,11 @@ def _id(item: _Item) -> str:
 
 
 def _item(
-    record: Mapping[str, Any], manifest: Manifest, queues: SqsQueues, jobs: JobStore | None
+    record: Mapping[str, Any],
+    manifest: Manifest,
+    queues: SqsQueues,
+    jobs: JobStore | None,
+    buckets: BucketStore | None,
 ) -> _Item:
     name = queues.name_of(str(record.get("eventSourceARN", "")))
     queue = manifest.queue(name) if name else None
@@ -287,7 +340,7 @@ def _item(
         )
         return _Item(record, None, None)
     store = jobs if queue.config.keep_results else None
-    return _Item(record, queue, message_of(record, queue.name), store)
+    return _Item(record, queue, message_of(record, queue.name), store, buckets)
 
 
 def message_of(record: Mapping[str, Any], queue_name: str) -> JobMessage:

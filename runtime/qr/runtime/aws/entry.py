@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 from qr.runtime import ports
 from qr.runtime.aws import http_api, jsonlog, lambda_platform
 from qr.runtime.aws._clients import Clients
+from qr.runtime.aws.flow import DynamoBuckets
 from qr.runtime.aws.sqs import SqsQueues
 from qr.runtime.manifest import Manifest, scan
 
@@ -91,6 +92,10 @@ class LambdaRuntime:
         _at_shutdown(self.runner.close)
         self._app: Any = None
         self._sockets: Any = None
+        self.buckets: DynamoBuckets | None = None
+        table = self.environ.get("QR_FLOW_TABLE")
+        if table:
+            self.buckets = DynamoBuckets(table, self.clients)
 
     def close(self) -> None:
         self.runner.close()
@@ -143,7 +148,12 @@ class LambdaRuntime:
             assert isinstance(queues, SqsQueues)
             return self.runner.run(
                 batch.run_batch(
-                    event["Records"], self.manifest, queues, remaining, self.platform.jobs
+                    event["Records"],
+                    self.manifest,
+                    queues,
+                    remaining,
+                    jobs=self.platform.jobs,
+                    buckets=self.buckets,
                 )
             )
         schedule = _schedule_input(event)

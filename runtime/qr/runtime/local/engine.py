@@ -29,6 +29,9 @@ Tables:
 * ``job_state`` — what can be followed about each job (status, attempts, result, error,
   progress), written in the same transactions as the queue tables (``qr.runtime.local.job_state``)
   and kept ``keep_results`` seconds after the job finished (per queue, ``keep_results``).
+* ``buckets`` — rate-limit token buckets (``qr.runtime.local.flow``): a claim of a rate-limited
+  queue takes a token per job in the same transaction; a job without one is postponed (a later
+  ``visible_ms``), its receive not counted.
 
 ``push`` notifies in-process subscribers after COMMIT (the worker wakes at once); other processes'
 writes show up in ``PRAGMA data_version``, which a worker polls cheaply while idle.
@@ -49,7 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from qr.runtime.flow import RateLimit
 from qr.runtime.jobs import backoff_delay
+from qr.runtime.local import flow as local_flow
 from qr.runtime.local import job_state
 from qr.runtime.local.private import FILE_MODE, private_file
 from qr.runtime.manifest import Backoff
@@ -247,6 +252,7 @@ class Engine:
             db.execute(_KEEP_SCHEMA)
             for queue, seconds in db.execute("SELECT queue, seconds FROM queue_keep"):
                 self.keep_results.setdefault(queue, float(seconds))
+            db.execute(local_flow.SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -360,12 +366,19 @@ class Engine:
     # -- consumer ----------------------------------------------------------------------------
 
     def claim(
-        self, queue: str, limit: int, lease: float, *, max_attempts: int = 3
+        self,
+        queue: str,
+        limit: int,
+        lease: float,
+        *,
+        max_attempts: int = 3,
+        rate_limit: RateLimit | None = None,
     ) -> list[Claimed]:
         """Receive up to ``limit`` jobs, each held for ``lease`` seconds.
 
         A visible job that has already been received ``max_attempts`` times (its last lease ran
-        out) moves to the dead-letter queue instead of being delivered again.
+        out) moves to the dead-letter queue instead of being delivered again. With a
+        ``rate_limit``, a job whose bucket has no token is postponed instead (not received).
         """
         if limit <= 0:
             return []
@@ -401,6 +414,11 @@ class Engine:
                     for (seq,) in spent:
                         self._bury(db, seq, EXPIRED_ERROR, now, keep_error=True)
                     continue
+                if rate_limit is not None:
+                    seqs, postponed = local_flow.admit(db, queue, seqs, rate_limit, now)
+                    self._postpone(db, queue, postponed)
+                    if not seqs:
+                        continue
                 receipt = uuid.uuid4().hex
                 rows = db.execute(
                     "UPDATE jobs SET received_count=received_count+1, receipt=?, received_ms=?, "
@@ -839,6 +857,15 @@ class Engine:
         db.execute("DELETE FROM jobs WHERE seq=?", (seq,))
         if queue.endswith(".fifo") and group_id is not None:
             self._advance_group(db, queue, group_id)
+
+    def _postpone(self, db: sqlite3.Connection, queue: str, jobs: list[tuple[int, int]]) -> None:
+        """Make jobs visible later without receiving them (rate limits)."""
+        for seq, visible in jobs:
+            row = db.execute(
+                "UPDATE jobs SET visible_ms=? WHERE seq=? RETURNING group_id", (visible, seq)
+            ).fetchone()
+            if queue.endswith(".fifo") and row is not None and row[0] is not None:
+                self._set_group_visible(db, queue, row[0], seq, visible)
 
     def _advance_group(self, db: sqlite3.Connection, queue: str, group_id: str) -> None:
         head = db.execute(

@@ -178,7 +178,13 @@ class Worker:
             free = config.concurrency - len(mine)
             want = min(config.batch_size, free)
             batch = (
-                self.engine.claim(queue.name, want, lease, max_attempts=config.max_attempts)
+                self.engine.claim(
+                    queue.name,
+                    want,
+                    lease,
+                    max_attempts=config.max_attempts,
+                    rate_limit=config.rate_limit,
+                )
                 if want > 0
                 else []
             )
@@ -322,6 +328,7 @@ class Worker:
                     config.concurrency,
                     config.timeout + LEASE_GRACE,
                     max_attempts=config.max_attempts,
+                    rate_limit=config.rate_limit,
                 ):
                     tasks.append(self.run_claimed(queue, claimed))
             if not tasks:

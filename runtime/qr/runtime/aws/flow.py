@@ -1,0 +1,72 @@
+"""Flow-control state on DynamoDB (table ``QR_FLOW_TABLE``, created by Terraform).
+
+The table has a string hash key ``pk``, a string range key ``sk`` and TTL on ``expires_at``, like
+the connections table. A rate-limit bucket is the item ``pk = "rate#<bucket id>", sk = "bucket"``
+with ``tokens``, ``updated_ms`` and a write counter ``version``. ``DynamoBuckets.take`` reads it
+(strongly consistent), computes the refill (``qr.runtime.flow.take``) and writes it back on
+condition that nobody wrote it meanwhile (``version`` unchanged, or the item still absent); a
+lost race reads again. Every
+function instance therefore shares one bucket per key. An item expires once its bucket would be
+full again anyway (``per`` seconds after the last take, plus a minute).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qr.runtime import flow
+from qr.runtime.aws._clients import Clients, error_code
+from qr.runtime.flow import Bucket, RateLimit
+
+TTL_ATTRIBUTE = "expires_at"
+_RACES = 8
+"""Conditional-write attempts before giving up on a hot bucket (then the job waits a token)."""
+
+
+class DynamoBuckets:
+    """The ``BucketStore`` of the Lambda platform."""
+
+    def __init__(
+        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table = table
+        self._clients = clients
+        self._clock = clock
+
+    def take(self, bucket: str, limit: RateLimit) -> float:
+        db = self._clients.get("dynamodb")
+        key = {"pk": {"S": f"rate#{bucket}"}, "sk": {"S": "bucket"}}
+        for _ in range(_RACES):
+            item = db.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+            now = self._clock()
+            current = None
+            if item is not None:
+                current = Bucket(float(item["tokens"]["N"]), int(item["updated_ms"]["N"]) / 1000)
+            state, wait = flow.take(current, limit, now)
+            if wait > 0:
+                return wait
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "Item": {
+                    **key,
+                    "tokens": {"N": repr(state.tokens)},
+                    "updated_ms": {"N": str(int(now * 1000))},
+                    "version": {"N": str(int(item["version"]["N"]) + 1 if item else 1)},
+                    TTL_ATTRIBUTE: {"N": str(int(now + limit.per + 60))},
+                },
+            }
+            if item is None:
+                request["ConditionExpression"] = "attribute_not_exists(pk)"
+            else:
+                request["ConditionExpression"] = "version = :seen"
+                request["ExpressionAttributeValues"] = {":seen": item["version"]}
+            try:
+                db.put_item(**request)
+            except Exception as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                continue  # another instance took a token meanwhile: read again
+            return 0.0
+        return 1.0 / limit.rate

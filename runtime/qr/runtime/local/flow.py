@@ -1,0 +1,93 @@
+"""Rate-limit buckets in the local engine's database (table ``buckets``).
+
+``admit`` runs inside ``Engine.claim``'s transaction: of the jobs a claim is about to take, those
+whose bucket has a token are claimed, the others get a later ``visible_ms`` (when a token will be
+there, spread out one token apart) without a receive being counted. Doing it in the claim's own
+transaction costs no extra commit, which is what keeps a never-reached limit nearly free.
+
+``LocalBuckets`` is the ``qr.runtime.flow.BucketStore`` port over the same table (the contract
+suite runs it beside the DynamoDB store).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from qr.runtime import flow
+from qr.runtime.flow import Bucket, RateLimit
+
+if TYPE_CHECKING:
+    from qr.runtime.local.engine import Engine
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS buckets("
+    "id TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID"
+)
+
+
+def load(db: sqlite3.Connection, bucket: str) -> Bucket | None:
+    row = db.execute("SELECT tokens, updated_ms FROM buckets WHERE id=?", (bucket,)).fetchone()
+    return None if row is None else Bucket(float(row[0]), row[1] / 1000)
+
+
+def save(db: sqlite3.Connection, bucket: str, state: Bucket) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO buckets VALUES(?,?,?)",
+        (bucket, state.tokens, int(state.updated * 1000)),
+    )
+
+
+def admit(
+    db: sqlite3.Connection, queue: str, seqs: Sequence[int], limit: RateLimit, now_ms: int
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Split ``seqs`` (claim order) into those to claim and ``(seq, visible_ms)`` to postpone."""
+    now = now_ms / 1000
+    if limit.key is None:
+        keys = dict.fromkeys(seqs, "")
+    else:
+        rows = db.execute(
+            "SELECT seq, group_id, user_id, body, content_type FROM jobs "
+            f"WHERE seq IN ({','.join('?' * len(seqs))})",
+            tuple(seqs),
+        ).fetchall()
+        keys = {
+            seq: flow.key_value(
+                limit, group_id=group_id, user_id=user_id, body=body, content_type=content_type
+            )
+            for seq, group_id, user_id, body, content_type in rows
+        }
+    states: dict[str, Bucket | None] = {}
+    waiting: dict[str, int] = {}
+    allowed: list[int] = []
+    postponed: list[tuple[int, int]] = []
+    for seq in seqs:
+        bucket = flow.bucket_id(queue, limit, keys.get(seq, ""))
+        if bucket not in states:
+            states[bucket] = load(db, bucket)
+        state, wait = flow.take(states[bucket], limit, now)
+        states[bucket] = state
+        if wait <= 0:
+            allowed.append(seq)
+            continue
+        waiting[bucket] = waiting.get(bucket, 0) + 1
+        delay = flow.wait_for(state.tokens, limit, waiting[bucket])
+        postponed.append((seq, now_ms + max(1, int(delay * 1000 + 0.999))))
+    for bucket, after in states.items():
+        if after is not None:
+            save(db, bucket, after)
+    return allowed, postponed
+
+
+class LocalBuckets:
+    """``BucketStore`` on the engine's database: one transaction per take."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def take(self, bucket: str, limit: RateLimit) -> float:
+        with self.engine._transaction() as db:
+            state, wait = flow.take(load(db, bucket), limit, self.engine.clock())
+            save(db, bucket, state)
+        return wait
