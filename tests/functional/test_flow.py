@@ -92,3 +92,67 @@ def test_routes_shows_the_rate_limit(
     data = json.loads(capsys.readouterr().out)
     by_name = {q["name"]: q["config"]["rate_limit"] for q in data["queues"]}
     assert by_name["per_user"] == {"limit": 1, "per": 60.0, "key": "user"}
+
+
+DEBOUNCED = {
+    "queues/reindex.py": """
+        def handler(payload):
+            return payload
+    """,
+    "queues/ordered.fifo.py": "def handler(payload): pass\n",
+}
+
+
+def test_debounce_runs_only_the_last_payload_once(make_project: MakeProject) -> None:
+    import time
+
+    from qr.runtime.queues import QueueError
+
+    with Client(make_project(DEBOUNCED)) as client:
+        from qr.runtime import queues
+
+        ids = [queues["reindex"].debounce("doc-1", seconds=0.2).push({"v": v}) for v in range(3)]
+        queues["reindex"].debounce("doc-2", seconds=0.2).push({"v": "other"})
+        assert client.engine.stats(["reindex"])[0].delayed == 2
+        states = [client.engine.job_state(i) for i in ids]
+        assert [s.status if s else None for s in states] == ["cancelled", "cancelled", "delayed"]
+        outcomes: list[object] = []
+        deadline = time.monotonic() + 30
+        while len(outcomes) < 2 and time.monotonic() < deadline:
+            outcomes += [o.result for o in client.run_queue("reindex")]
+            time.sleep(0.05)
+        assert sorted(map(str, outcomes)) == ["{'v': 'other'}", "{'v': 2}"]
+
+        with pytest.raises(QueueError, match="debounce key must be a non-empty string"):
+            queues["reindex"].debounce(42, seconds=1)
+        with pytest.raises(QueueError) as info:
+            queues["reindex"].debounce("k", seconds=3600)
+        assert "at most 900 (15 minutes, the SQS message delay limit" in str(info.value)
+        with pytest.raises(QueueError, match="debounce seconds must be above 0"):
+            queues["reindex"].debounce("k", seconds=0)
+        with pytest.raises(QueueError, match="debounce\\(\\) is for standard queues"):
+            queues["ordered.fifo"].debounce("k", seconds=1)
+        with pytest.raises(QueueError, match="takes no delay="):
+            queues["reindex"].debounce("k", seconds=1).push({}, delay=5)
+
+
+def test_a_debounce_key_that_is_not_a_string_at_module_level_is_a_load_error(
+    make_project: MakeProject,
+) -> None:
+    root = make_project(
+        {
+            **DEBOUNCED,
+            "api/index.py": """
+                from qr.runtime import queues
+
+                later = queues["reindex"].debounce(["doc"], seconds=30)
+
+                def post():
+                    return later.push({})
+            """,
+        }
+    )
+    with pytest.raises(ProjectError) as info:
+        scan(root)
+    assert "api/index.py:3: failed to import: QueueError" in str(info.value)
+    assert "debounce key must be a non-empty string" in str(info.value)

@@ -83,12 +83,19 @@ def test_files_by_project(rendered: dict[str, Path]) -> None:
     assert files("scaffold") == common | {
         "queues.tf",
         "jobs.tf",
+        "flow.tf",
         "http_api.tf",
         "websocket.tf",
         "schedules.tf",
     }
     assert files("fifo-only") == common | {"queues.tf", "jobs.tf", "flow.tf"}
-    assert files("no-sockets") == common | {"queues.tf", "jobs.tf", "http_api.tf", "schedules.tf"}
+    assert files("no-sockets") == common | {
+        "queues.tf",
+        "jobs.tf",
+        "flow.tf",
+        "http_api.tf",
+        "schedules.tf",
+    }
     assert files("domain-zone") == common | {"http_api.tf", "websocket.tf", "domain.tf"}
 
 
@@ -160,8 +167,9 @@ def test_queues(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
     control = next(s for s in policy["statement"] if s["sid"] == "FlowControl")
     assert control["resources"] == ["${aws_dynamodb_table.flow.arn}"]
     assert "dynamodb:PutItem" in control["actions"]
-    assert "aws_dynamodb_table" not in parsed["no-sockets"].get("flow.tf", {})  # no limit, no table
-    assert "flow.tf" not in parsed["no-sockets"]
+    # debounce needs the table for any standard queue; no queues, no table
+    assert "flow" in resources(parsed["no-sockets"], "aws_dynamodb_table")
+    assert "flow.tf" not in parsed["domain-zone"]
     # the runtime sends a job whose payload fails validation to the DLQ itself
     queue_statement = next(s for s in policy["statement"] if s["sid"] == "Queues")
     assert "sqs:SendMessage" in queue_statement["actions"]

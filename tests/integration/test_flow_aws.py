@@ -252,3 +252,49 @@ def test_rate_limit_over_the_limit_comes_back_later_via_visibility(
         "rate#limited#tenant#a": pytest.approx(0, abs=0.01),
         "rate#limited#tenant#b": pytest.approx(1, abs=0.01),
     }
+
+
+DEBOUNCED = {
+    "qr.yaml": "name: demo\n",
+    "queues/reindex.py": """
+        ran = []
+
+        def handler(payload):
+            ran.append(payload)
+    """,
+}
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_debounce_runs_the_latest_version_only(make_project: MakeProject, aws_of: Any) -> None:
+    import time
+
+    aws: Aws = aws_of(make_project(DEBOUNCED), ["reindex"])
+    from qr.runtime import queues
+
+    for v in range(3):
+        queues["reindex"].debounce("doc-1", seconds=0.4).push({"v": v})
+    item = aws.clients.get("dynamodb").get_item(
+        TableName=aws.flow_table,
+        Key={"pk": {"S": "debounce#reindex#doc-1"}, "sk": {"S": "version"}},
+    )["Item"]
+    assert item["version"]["N"] == "3"
+    url = aws.prefix + "reindex"
+    attributes = aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "3"  # DelaySeconds=1 (rounded up)
+    deadline = time.monotonic() + 30
+    while (
+        aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+        != "3"
+    ):
+        assert time.monotonic() < deadline, "the delayed messages never became visible"
+        time.sleep(0.1)
+    messages, answer = aws.deliver("reindex")
+    assert len(messages) == 3 and answer == {"batchItemFailures": []}  # all deleted
+    versions = sorted(
+        m["MessageAttributes"]["qr_debounce_version"]["StringValue"] for m in messages
+    )
+    assert versions == ["1", "2", "3"]
+    assert sys.modules["qr_app:queues/reindex.py"].ran == [{"v": 2}]

@@ -54,6 +54,18 @@ FILES = {
         def handler(payload, job):
             record(f"throttled {payload} attempt={job.received_count}")
     """,
+    "queues/reindex.py": """
+        from lib.runs import record
+
+        def handler(payload, job):
+            record(f"reindex {payload['doc']} v{payload['v']} attempt={job.received_count}")
+    """,
+    "api/reindex.py": """
+        from qr.runtime import queues
+
+        def post(body):
+            return {"job_id": queues["reindex"].debounce(body["doc"], seconds=1).push(body)}
+    """,
     "api/orders.py": """
         from qr.runtime import queues
         post = queues["orders"].http
@@ -153,3 +165,17 @@ def test_rate_limited_jobs_are_spread_out_and_run_once(dev: DevProcess) -> None:
     # which a slow machine only makes larger)
     assert max(times) - min(times) >= 1.9
     assert _stats(dev, "throttled")["dead"] == 0
+
+
+def test_debounced_pushes_run_the_last_payload_once(dev: DevProcess) -> None:
+    for v in range(4):
+        response = httpx.post(dev.url + "/reindex", json={"doc": "d1", "v": v}, timeout=WAIT)
+        assert response.status_code == 200
+    httpx.post(dev.url + "/reindex", json={"doc": "d2", "v": 0}, timeout=WAIT)
+
+    def settled() -> bool:
+        row = _stats(dev, "reindex")
+        return row["depth"] + row["in_flight"] + row["delayed"] == 0
+
+    _until(lambda: len(_runs(dev, "reindex ")) >= 2 and settled(), "the debounced jobs to run")
+    assert sorted(_runs(dev, "reindex ")) == ["reindex d1 v3 attempt=1", "reindex d2 v0 attempt=1"]

@@ -118,3 +118,21 @@ def test_buckets_per_key_and_fifo_order(engine: Engine, clock: Clock) -> None:
     clock.now += 1.0
     (nxt,) = engine.claim("f.fifo", 10, 30, rate_limit=fifo)
     assert (nxt.body, nxt.received_count) == ('"1"', 1)
+
+
+def test_a_debounced_push_replaces_the_keys_waiting_job(engine: Engine, clock: Clock) -> None:
+    first = engine.push(OutgoingJob("q", '"a1"', JSON, delay=5, debounce_key="a")).job_id
+    engine.push(OutgoingJob("q", '"b1"', JSON, delay=5, debounce_key="b"))
+    last = engine.push(OutgoingJob("q", '"a2"', JSON, delay=5, debounce_key="a")).job_id
+    assert engine.stats(["q"])[0].delayed == 2  # a2 replaced a1
+    assert engine.claim("q", 10, 30) == []
+    clock.now += 5
+    claimed = engine.claim("q", 10, 30)
+    assert sorted(c.body for c in claimed) == ['"a2"', '"b1"']
+    assert first not in {c.job_id for c in claimed} and last in {c.job_id for c in claimed}
+    # a job being worked on is not replaced: the new push runs after it
+    engine.push(OutgoingJob("q", '"a3"', JSON, delay=5, debounce_key="a"))
+    assert all(engine.ack(c) for c in claimed)
+    clock.now += 5
+    (again,) = engine.claim("q", 10, 30)
+    assert again.body == '"a3"'

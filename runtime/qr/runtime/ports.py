@@ -41,6 +41,8 @@ class OutgoingJob:
     delay: float = 0
     user_id: str | None = None
     params: dict[str, str] = field(default_factory=dict)
+    debounce_key: str | None = None
+    """``queues[q].debounce(key, seconds)``: this push replaces the key's pending job."""
 
 
 JobStatus = Literal["queued", "delayed", "running", "succeeded", "failed", "dead", "cancelled"]

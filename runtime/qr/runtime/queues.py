@@ -32,7 +32,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from types import ModuleType
 from typing import Any, cast
@@ -53,6 +53,8 @@ MAX_VISIBILITY_SECONDS = 43_200
 """Visibility timeout ceiling (12 h), counted from the receive."""
 MAX_ID_LENGTH = 128
 """MessageGroupId / MessageDeduplicationId length."""
+MAX_DEBOUNCE_KEY = 512
+"""Debounce keys travel as a message attribute and in a DynamoDB key (at most 2,048 bytes)."""
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -136,6 +138,9 @@ def message_size(job: OutgoingJob) -> int:
         attributes["user_id"] = job.user_id
     for key, value in job.params.items():
         attributes[f"param_{key}"] = value
+    if job.debounce_key is not None:  # the AWS adapter adds the key and its version
+        attributes["qr_debounce"] = job.debounce_key
+        attributes["qr_debounce_version"] = "9" * 20
     for name, value in attributes.items():
         size += len(name.encode()) + len(b"String") + len(value.encode("utf-8", "surrogatepass"))
     return size
@@ -148,6 +153,8 @@ class Queue:
     name: str
     group_id: str | None = None
     dedupe_id: str | None = None
+    debounce_key: str | None = None
+    debounce_seconds: float = 0
 
     @property
     def fifo(self) -> bool:
@@ -156,7 +163,34 @@ class Queue:
     def group(self, group_id: object) -> Queue:
         """The FIFO message group: jobs of one group run one at a time, in push order."""
         value = _id(group_id, "group id")
-        return Queue(self.name, value, self.dedupe_id)
+        return replace(self, group_id=value)
+
+    def debounce(self, key: object, seconds: float) -> Queue:
+        """Trailing-edge debounce: of the pushes with this ``key``, only the last one runs, once,
+        ``seconds`` after it (at most 900 s, the SQS message delay limit)."""
+        if self.fifo:
+            raise QueueError(
+                f"debounce() is for standard queues and {self.name!r} is a FIFO queue (SQS has "
+                "no per-message delay on FIFO queues)",
+                "debounce onto a standard queue, or use .dedupe(id) for FIFO duplicates",
+            )
+        if not isinstance(key, str) or not key or len(key) > MAX_DEBOUNCE_KEY:
+            raise QueueError(
+                f"a debounce key must be a non-empty string of at most {MAX_DEBOUNCE_KEY} "
+                f"characters, got {key!r}",
+                'use an id that names what is being debounced, e.g. f"user-{user_id}"',
+            )
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 < seconds <= MAX_DELAY_SECONDS
+        ):
+            raise QueueError(
+                f"debounce seconds must be above 0 and at most {MAX_DELAY_SECONDS} (15 minutes, "
+                f"the SQS message delay limit that carries the debounce window), got {seconds!r}",
+                "use a shorter window, or a schedule for longer ones",
+            )
+        return replace(self, debounce_key=key, debounce_seconds=float(seconds))
 
     def dedupe(self, dedupe_id: object) -> Queue:
         """The FIFO deduplication id (default: SHA-256 of the body), remembered for 5 minutes."""
@@ -166,7 +200,7 @@ class Queue:
                 "rename the file to queues/<name>.fifo.py for FIFO semantics, or drop .dedupe()",
             )
         value = _id(dedupe_id, "dedupe id")
-        return Queue(self.name, self.group_id, value)
+        return replace(self, dedupe_id=value)
 
     def push(
         self, payload: object, delay: float = 0, *, params: Mapping[str, str] | None = None
@@ -204,6 +238,13 @@ class Queue:
                 "delay on FIFO queues)",
                 "push without delay=, or use a standard queue for delayed jobs",
             )
+        if self.debounce_key is not None:
+            if delay:
+                raise QueueError(
+                    "a debounced push takes no delay= (the debounce window is the delay)",
+                    "drop delay=, or push without .debounce()",
+                )
+            delay = self.debounce_seconds
         if not 0 <= delay <= MAX_DELAY_SECONDS:
             raise QueueError(
                 f"delay must be from 0 to {MAX_DELAY_SECONDS} seconds (15 minutes, the SQS "
@@ -232,6 +273,7 @@ class Queue:
             delay=float(delay),
             user_id=invocation.user_id if invocation is not None else None,
             params={str(k): str(v) for k, v in (params or {}).items()},
+            debounce_key=self.debounce_key,
         )
         size = message_size(job)
         if size > MAX_MESSAGE_BYTES:

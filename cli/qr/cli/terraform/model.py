@@ -22,7 +22,8 @@ Decisions made here, in order:
    ``qr dev``), API-level CORS when every route shares one CORS setting, else CORS by the app;
 5. the WebSocket API when ``socket/`` exists, with the connections table; the job state table
    when a queue keeps job state (``config["keep_results"]`` above 0, the default);
-   the flow-control table (rate-limit buckets) when a queue has a ``rate_limit``;
+   the flow-control table (rate-limit buckets, debounce versions) when a queue has a
+   ``rate_limit`` or is standard;
 6. schedules (``never`` gets no resource), their group, role and dead-letter queue;
 7. the custom domain (HTTP on the domain, WebSocket on ``ws.<domain>``), with Route53 records
    when the stage names a zone, else the records to create as an output;
@@ -246,7 +247,8 @@ class WebSocketApi:
 
 @dataclass(frozen=True)
 class FlowTable:
-    """DynamoDB state of flow control: rate-limit buckets (``qr.runtime.aws.flow``)."""
+    """DynamoDB state of flow control: rate-limit buckets and debounce versions
+    (``qr.runtime.aws.flow``)."""
 
     name: str
     ttl_attribute: str
@@ -640,10 +642,12 @@ def _queues(manifest: Manifest, names: Names, function_timeout: int) -> Iterable
 
 
 def _flow(manifest: Manifest, names: Names) -> FlowTable | None:
+    """The flow table: for rate limits, and for debounce, which any push to a standard queue
+    may use (``queues[name].debounce(key, seconds)`` is decided in code, not in config)."""
     limits = tuple(
         (q.name, q.config.rate_limit.describe()) for q in manifest.queues if q.config.rate_limit
     )
-    if not limits:
+    if not limits and all(q.fifo for q in manifest.queues):
         return None
     return FlowTable(names.flow_table, CONNECTION_TTL_ATTRIBUTE, limits)
 

@@ -27,6 +27,9 @@ its ``qr_error`` attribute, and reports the record as a success so Lambda delete
 fails the record is reported failed like any error (SQS's redrive moves it after
 ``max_attempts`` receives, without the error).
 
+A debounced job (``qr_debounce`` attributes) whose key's version on DynamoDB is newer than its own
+was replaced by a later push: it is reported done without running.
+
 A rate-limited queue (``config["rate_limit"]``) takes a token per record from the DynamoDB
 buckets (``qr.runtime.aws.flow``) before running it. A record without a token is not run: it is
 made visible again when a token will be there (ChangeMessageVisibility) and reported failed, so
@@ -57,7 +60,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from qr.runtime import flow
-from qr.runtime.aws.sqs import SqsQueues, attributes_of
+from qr.runtime.aws.sqs import (
+    DEBOUNCE_ATTRIBUTE,
+    DEBOUNCE_VERSION_ATTRIBUTE,
+    SqsQueues,
+    attributes_of,
+)
 from qr.runtime.flow import BucketStore
 from qr.runtime.jobs import JobMessage, Progress, backoff_delay, run_queue_job
 from qr.runtime.manifest import Manifest, Queue
@@ -152,6 +160,14 @@ async def _run_one(item: _Item, queues: SqsQueues, remaining: Callable[[], float
     if left is not None:
         deadline = min(deadline, now + max(0.0, left - DEADLINE_MARGIN))
     receipt = str(item.record.get("receiptHandle", ""))
+    if _superseded(item, queues):
+        log.info(
+            "job %s on %s skipped: a later debounced push replaced it",
+            message.job_id,
+            queue.name,
+            extra={"request_id": message.job_id},
+        )
+        return True
     wait = _rate_limited(item)
     if wait > 0:
         _visibility(queues, item, math.ceil(wait))
@@ -283,6 +299,16 @@ def _record_dead(
         )
     except Exception:
         log.exception("job %s: could not record it dead", item.message.job_id)
+
+
+def _superseded(item: _Item, queues: SqsQueues) -> bool:
+    """A debounced job whose key has a later version: another push replaced it."""
+    attributes = attributes_of(dict(item.record))
+    key, version = attributes.get(DEBOUNCE_ATTRIBUTE), attributes.get(DEBOUNCE_VERSION_ATTRIBUTE)
+    if key is None or version is None or queues.debounce is None or item.queue is None:
+        return False
+    latest = queues.debounce.latest(item.queue.name, key)
+    return latest is not None and latest > int(version)
 
 
 def _rate_limited(item: _Item) -> float:

@@ -8,6 +8,12 @@ condition that nobody wrote it meanwhile (``version`` unchanged, or the item sti
 lost race reads again. Every
 function instance therefore shares one bucket per key. An item expires once its bucket would be
 full again anyway (``per`` seconds after the last take, plus a minute).
+
+Debounce keys are items ``pk = "debounce#<queue>#<key>", sk = "version"`` with a counter
+``version``. A debounced push bumps it (an atomic ``ADD``) and sends the message delayed by the
+window with the key and the new version as message attributes; when it arrives, it runs only if
+its version is still the latest (``DynamoDebounce.latest``), otherwise it is dropped as
+superseded. The item expires a day after the window of its last push.
 """
 
 from __future__ import annotations
@@ -70,3 +76,42 @@ class DynamoBuckets:
                 continue  # another instance took a token meanwhile: read again
             return 0.0
         return 1.0 / limit.rate
+
+
+DEBOUNCE_RETENTION = 86_400
+"""Seconds a debounce version outlives its window (a late duplicate still finds it)."""
+
+
+class DynamoDebounce:
+    """Debounce versions per (queue, key) on the flow table."""
+
+    def __init__(
+        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table = table
+        self._clients = clients
+        self._clock = clock
+
+    def _key(self, queue: str, key: str) -> dict[str, dict[str, str]]:
+        return {"pk": {"S": f"debounce#{queue}#{key}"}, "sk": {"S": "version"}}
+
+    def bump(self, queue: str, key: str, window: float) -> int:
+        """The key's next version (1, 2, ...), stored before the message is sent."""
+        expires = int(self._clock() + window + DEBOUNCE_RETENTION)
+        response = self._clients.get("dynamodb").update_item(
+            TableName=self.table,
+            Key=self._key(queue, key),
+            UpdateExpression="ADD version :one SET #ttl = :expires",
+            ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":expires": {"N": str(expires)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["version"]["N"])
+
+    def latest(self, queue: str, key: str) -> int | None:
+        item = (
+            self._clients.get("dynamodb")
+            .get_item(TableName=self.table, Key=self._key(queue, key), ConsistentRead=True)
+            .get("Item")
+        )
+        return None if item is None else int(item["version"]["N"])

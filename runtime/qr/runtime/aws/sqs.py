@@ -4,20 +4,29 @@ Queue URLs come from ``QR_QUEUE_URL_PREFIX`` (set by Terraform): the URL of ever
 short name, so ``prefix + "emails"`` is the ``emails`` queue and ``prefix + "orders.fifo"`` the
 FIFO one. The message encoding is the shared contract: the body is the encoded payload, message
 attributes carry ``content_type``, ``user_id`` (when a user pushed it) and one ``param_<name>`` per
-job parameter. FIFO pushes carry the group and dedupe ids; standard ones their delay.
+job parameter. FIFO pushes carry the group and dedupe ids; standard ones their delay. A debounced push bumps
+its key's version on DynamoDB first (``qr.runtime.aws.flow.DynamoDebounce``) and carries the key
+and version as ``qr_debounce`` / ``qr_debounce_version``; the consumer drops it unless its
+version is still the latest.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 from qr.runtime.aws._clients import Clients
 from qr.runtime.ports import OutgoingJob
+
+if TYPE_CHECKING:
+    from qr.runtime.aws.flow import DynamoDebounce
 
 MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43_200
 MAX_ATTRIBUTES = 10
 """Message attributes per message (SQS message quotas)."""
+DEBOUNCE_ATTRIBUTE = "qr_debounce"
+DEBOUNCE_VERSION_ATTRIBUTE = "qr_debounce_version"
 ERROR_ATTRIBUTE = "qr_error"
 """Why the runtime moved a message to the dead-letter queue itself (an invalid payload)."""
 _MAX_ERROR = 4000
@@ -26,9 +35,12 @@ _MAX_ERROR = 4000
 class SqsQueues:
     """The ``QueuePort`` of the Lambda platform."""
 
-    def __init__(self, url_prefix: str, clients: Clients) -> None:
+    def __init__(
+        self, url_prefix: str, clients: Clients, debounce: DynamoDebounce | None = None
+    ) -> None:
         self.url_prefix = url_prefix
         self._clients = clients
+        self.debounce = debounce
 
     def url(self, queue: str) -> str:
         return self.url_prefix + queue
@@ -49,6 +61,18 @@ class SqsQueues:
             attributes["user_id"] = {"DataType": "String", "StringValue": job.user_id}
         for key, value in sorted(job.params.items()):
             attributes[f"param_{key}"] = {"DataType": "String", "StringValue": value}
+        if job.debounce_key is not None:
+            if self.debounce is None:
+                raise RuntimeError(
+                    "a debounced push needs the flow-control table (QR_FLOW_TABLE), which the "
+                    "generated Terraform creates for projects with standard queues: redeploy"
+                )
+            version = self.debounce.bump(job.queue, job.debounce_key, job.delay)
+            attributes[DEBOUNCE_ATTRIBUTE] = {"DataType": "String", "StringValue": job.debounce_key}
+            attributes[DEBOUNCE_VERSION_ATTRIBUTE] = {
+                "DataType": "Number",
+                "StringValue": str(version),
+            }
         request: dict[str, Any] = {
             "QueueUrl": self.url(job.queue),
             "MessageBody": job.body,
@@ -59,7 +83,9 @@ class SqsQueues:
         if job.dedupe_id is not None:
             request["MessageDeduplicationId"] = job.dedupe_id
         if job.delay and not job.queue.endswith(".fifo"):
-            request["DelaySeconds"] = min(MAX_DELAY_SECONDS, max(0, round(job.delay)))
+            # a debounce window is never shortened: whole seconds, rounded up
+            delay = math.ceil(job.delay) if job.debounce_key is not None else round(job.delay)
+            request["DelaySeconds"] = min(MAX_DELAY_SECONDS, max(0, delay))
         response = self._clients.get("sqs").send_message(**request)
         return str(response["MessageId"])
 

@@ -29,6 +29,7 @@ Tables:
 * ``job_state`` — what can be followed about each job (status, attempts, result, error,
   progress), written in the same transactions as the queue tables (``qr.runtime.local.job_state``)
   and kept ``keep_results`` seconds after the job finished (per queue, ``keep_results``).
+* ``debounced`` — each debounce key's latest job; a debounced push deletes the key's waiting job.
 * ``buckets`` — rate-limit token buckets (``qr.runtime.local.flow``): a claim of a rate-limited
   queue takes a token per job in the same transaction; a job without one is postponed (a later
   ``visible_ms``), its receive not counted.
@@ -252,7 +253,8 @@ class Engine:
             db.execute(_KEEP_SCHEMA)
             for queue, seconds in db.execute("SELECT queue, seconds FROM queue_keep"):
                 self.keep_results.setdefault(queue, float(seconds))
-            db.execute(local_flow.SCHEMA)
+            for statement in local_flow.SCHEMA:
+                db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -320,6 +322,16 @@ class Engine:
                 self._sweep_dedupe(db, now)
             job_id = time_ordered_id(now, self.random)
             visible = now + int(job.delay * 1000)
+            if job.debounce_key is not None:
+                replaced = local_flow.supersede(db, job.queue, job.debounce_key, now)
+                if replaced is not None and self.keep_ms(job.queue):
+                    job_state.finished(
+                        db,
+                        replaced,
+                        "cancelled",
+                        now,
+                        error={"type": "Debounced", "message": "replaced by a later push"},
+                    )
             cursor = db.execute(
                 "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, group_id, "
                 "dedupe_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
@@ -338,6 +350,8 @@ class Engine:
                 ),
             )
             seq = int(cursor.lastrowid or 0)
+            if job.debounce_key is not None:
+                local_flow.remember(db, job.queue, job.debounce_key, seq, job_id)
             keep = self.keep_ms(job.queue)
             if keep:
                 job_state.queued(
@@ -487,6 +501,7 @@ class Engine:
             if now - self._sweeps.results_ms > _SWEEP_EVERY_MS:
                 self._sweeps.results_ms = now
                 job_state.sweep(db, now)
+                local_flow.sweep(db)
         return done
 
     def fail(

@@ -1,4 +1,8 @@
-"""Rate-limit buckets in the local engine's database (table ``buckets``).
+"""Flow control in the local engine's database: rate-limit buckets and debounced keys.
+
+``debounced`` maps each (queue, debounce key) to its latest job: a debounced push deletes that
+job if it is still waiting (``supersede``) and becomes the key's job (``remember``), in the
+push's transaction.
 
 ``admit`` runs inside ``Engine.claim``'s transaction: of the jobs a claim is about to take, those
 whose bucket has a token are claimed, the others get a later ``visible_ms`` (when a token will be
@@ -23,8 +27,39 @@ if TYPE_CHECKING:
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS buckets("
-    "id TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID"
+    "id TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS debounced("
+    "queue TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, job_id TEXT NOT NULL, "
+    "PRIMARY KEY(queue, key)) "
+    "WITHOUT ROWID",
 )
+
+
+def supersede(db: sqlite3.Connection, queue: str, key: str, now_ms: int) -> str | None:
+    """Delete the key's pending job (a debounced push replaces it); one being worked on stays.
+    Returns the id of the job deleted."""
+    row = db.execute(
+        "SELECT seq, job_id FROM debounced WHERE queue=? AND key=?", (queue, key)
+    ).fetchone()
+    if row is None:
+        return None
+    cursor = db.execute(  # the job id too: SQLite may reuse a deleted job's seq
+        "DELETE FROM jobs WHERE seq=? AND job_id=? AND NOT (receipt IS NOT NULL AND visible_ms>?)",
+        (row[0], row[1], now_ms),
+    )
+    return str(row[1]) if cursor.rowcount else None
+
+
+def sweep(db: sqlite3.Connection) -> None:
+    """Forget debounce keys whose job is gone (done or dead)."""
+    db.execute(
+        "DELETE FROM debounced WHERE NOT EXISTS "
+        "(SELECT 1 FROM jobs WHERE jobs.seq=debounced.seq AND jobs.job_id=debounced.job_id)"
+    )
+
+
+def remember(db: sqlite3.Connection, queue: str, key: str, seq: int, job_id: str) -> None:
+    db.execute("INSERT OR REPLACE INTO debounced VALUES(?,?,?,?)", (queue, key, seq, job_id))
 
 
 def load(db: sqlite3.Connection, bucket: str) -> Bucket | None:
