@@ -9,6 +9,7 @@ import pytest
 from qr.cli.main import main
 from qr.runtime.errors import ProjectError
 from qr.runtime.manifest import scan
+from qr.runtime.ports import OutgoingJob
 from qr.runtime.testing import Client
 from tests.conftest import MakeProject
 
@@ -156,3 +157,82 @@ def test_a_debounce_key_that_is_not_a_string_at_module_level_is_a_load_error(
         scan(root)
     assert "api/index.py:3: failed to import: QueueError" in str(info.value)
     assert "debounce key must be a non-empty string" in str(info.value)
+
+
+CHAINED = {
+    "queues/fetch.py": """
+        from qr.runtime import queues
+
+        def handler(payload, job):
+            if payload.get("fail"):
+                raise RuntimeError("not yet")
+            job.then("audit", {"fetched": payload["url"]})
+            return queues["resize"].after({"url": payload["url"], "size": 64})
+    """,
+    "queues/resize.py": """
+        from qr.runtime import queues
+
+        def handler(payload):
+            # fan-out: one step per size
+            return [queues["publish.fifo"].group("site").after({"size": s}) for s in (64, 128)]
+    """,
+    "queues/publish.fifo.py": "def handler(payload):\n    return payload\n",
+    "queues/audit.py": "def handler(payload):\n    return payload\n",
+}
+
+
+def test_a_chain_pushes_the_next_step_only_after_success(make_project: MakeProject) -> None:
+    with Client(make_project(CHAINED)) as client:
+        from qr.runtime import queues
+
+        queues["fetch"].push({"url": "u", "fail": True})
+        (failed,) = client.run_queue("fetch")
+        assert failed.outcome == "retry"
+        assert client.engine.stats(["resize", "audit"])[0].depth == 0  # nothing pushed
+        good = queues["fetch"].push({"url": "v"})
+        outcomes = client.run_queue("fetch")
+        assert [o.outcome for o in outcomes] == ["ok"]
+        next_ids = outcomes[0].result["next"]
+        assert len(next_ids) == 2  # job.then() first, then the returned step
+        (audit,) = client.run_queue("audit")
+        assert (audit.job_id, audit.result) == (next_ids[0], {"fetched": "v"})
+        (resize,) = client.run_queue("resize")
+        assert (resize.job_id, resize.result["next"][0] is not None) == (next_ids[1], True)
+        published = [o.result for o in client.run_queue("publish.fifo")]
+        assert published == [{"size": 64}, {"size": 128}]
+        assert good
+
+
+def test_a_job_run_again_never_pushes_its_step_twice(make_project: MakeProject) -> None:
+    with Client(make_project(CHAINED)) as client:
+        engine = client.engine
+        ids = engine.push_steps("job-1", [_job("resize", 1), _job("audit", 2)])
+        again = engine.push_steps("job-1", [_job("resize", 1), _job("audit", 2)])
+        assert again == ids
+        assert engine.stats(["resize"])[0].depth == 1
+        assert engine.stats(["audit"])[0].depth == 1
+
+
+def _job(queue: str, n: int) -> OutgoingJob:
+    return OutgoingJob(queue, str(n), "application/json")
+
+
+def test_a_chain_to_an_unknown_queue_is_a_load_error(make_project: MakeProject) -> None:
+    root = make_project(
+        {
+            **CHAINED,
+            "queues/audit.py": """
+                from qr.runtime import queues
+
+                def handler(payload, job):
+                    job.then("archive", payload)
+                    return queues["resise"].after(payload)
+            """,
+        }
+    )
+    with pytest.raises(ProjectError) as info:
+        scan(root)
+    text = str(info.value)
+    assert "queues/audit.py:4: chains to the queue 'archive', which does not exist" in text
+    assert "queues/audit.py:5: chains to the queue 'resise', which does not exist" in text
+    assert "resize" in text  # the suggestion

@@ -86,28 +86,29 @@ class Aws:
         ).get("Messages", [])
         return messages
 
+    def record(self, queue: str, m: dict[str, Any]) -> dict[str, Any]:
+        """The Lambda event record of a received message."""
+        return {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m["Attributes"],
+            "messageAttributes": {
+                k: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
+                for k, v in m.get("MessageAttributes", {}).items()
+            },
+            "md5OfBody": hashlib.md5(m["Body"].encode()).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.stem}{queue}",
+            "awsRegion": REGION,
+        }
+
     def deliver(self, queue: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Receive up to 10 messages of ``queue``, run them as one SQS event, delete the ones
         the answer does not report failed (what the event source mapping does)."""
         url = self.prefix + queue
         messages = self.receive(url)
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m["Attributes"],
-                "messageAttributes": {
-                    k: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
-                    for k, v in m.get("MessageAttributes", {}).items()
-                },
-                "md5OfBody": hashlib.md5(m["Body"].encode()).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.stem}{queue}",
-                "awsRegion": REGION,
-            }
-            for m in messages
-        ]
+        records = [self.record(queue, m) for m in messages]
         if not records:
             return [], {"batchItemFailures": []}
         answer: dict[str, Any] = self.runtime.dispatch({"Records": records})
@@ -298,3 +299,46 @@ def test_debounce_runs_the_latest_version_only(make_project: MakeProject, aws_of
     )
     assert versions == ["1", "2", "3"]
     assert sys.modules["qr_app:queues/reindex.py"].ran == [{"v": 2}]
+
+
+CHAINED = {
+    "qr.yaml": "name: demo\n",
+    "queues/fetch.py": """
+        from qr.runtime import queues
+
+        def handler(payload, job):
+            job.then(queues["publish.fifo"].group("site"), {"url": payload["url"]})
+            return queues["resize"].after({"url": payload["url"]})
+    """,
+    "queues/resize.py": "def handler(payload):\n    return payload\n",
+    "queues/publish.fifo.py": "def handler(payload):\n    return payload\n",
+}
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_redelivered_job_pushes_each_next_step_once(
+    make_project: MakeProject, aws_of: Any
+) -> None:
+    aws: Aws = aws_of(make_project(CHAINED), ["fetch", "resize", "publish.fifo"])
+    from qr.runtime import queues
+
+    queues["fetch"].push({"url": "u"})
+    url = aws.prefix + "fetch"
+    (message,) = aws.receive(url, visibility=0)
+    event = {"Records": [aws.record("fetch", message)]}
+    assert aws.runtime.dispatch(event) == {"batchItemFailures": []}
+    # the same message again (its delete was lost): it runs again, the steps are not re-pushed
+    (again,) = aws.receive(url, visibility=0)
+    assert aws.runtime.dispatch({"Records": [aws.record("fetch", again)]}) == {
+        "batchItemFailures": []
+    }
+    resized = aws.receive(aws.prefix + "resize")
+    assert [json.loads(m["Body"]) for m in resized] == [{"url": "u"}]
+    published = aws.receive(aws.prefix + "publish.fifo")
+    assert [json.loads(m["Body"]) for m in published] == [{"url": "u"}]
+    assert published[0]["Attributes"]["MessageDeduplicationId"].endswith("-0")
+    items = aws.clients.get("dynamodb").scan(TableName=aws.flow_table)["Items"]
+    steps = [i for i in items if i["pk"]["S"].startswith("step#")]
+    assert [(s["status"]["S"], s["pushed"]["S"]) for s in steps] == [
+        ("sent", resized[0]["MessageId"])
+    ]

@@ -66,6 +66,20 @@ FILES = {
         def post(body):
             return {"job_id": queues["reindex"].debounce(body["doc"], seconds=1).push(body)}
     """,
+    "queues/step1.py": """
+        from qr.runtime import queues
+        from lib.runs import record
+
+        def handler(payload):
+            record(f"step1 {payload}")
+            return queues["step2"].after(payload + 1)
+    """,
+    "queues/step2.py": """
+        from lib.runs import record
+
+        def handler(payload):
+            record(f"step2 {payload}")
+    """,
     "api/orders.py": """
         from qr.runtime import queues
         post = queues["orders"].http
@@ -128,20 +142,19 @@ def test_typed_payloads_validate_at_push_and_dead_letter_at_consume(dev: DevProc
     response = httpx.post(dev.url + "/orders", json={"id": "seven"}, timeout=WAIT)
     assert response.status_code == 400
     assert "takes Order payloads" in response.json()["error"]
-    refused = dev.qr("dev", "queue", "orders", '{"id": 1}')
-    assert refused.returncode != 0
-    assert "takes Order payloads" in refused.stderr and "sku" in refused.stderr
-
-    # a job that reached the queue around validation: dead-lettered by the running worker, once
+    # qr dev queue does not load handlers, so it pushes around validation: the running worker
+    # moves the job to the dead-letter queue when it receives it, once, without running it
+    pushed = dev.qr("dev", "queue", "orders", '{"id": 1}')
+    assert pushed.returncode == 0, pushed.stderr
+    _until(lambda: _stats(dev, "orders")["dead"] == 1, "the invalid job in the DLQ")
     engine = Engine(dev.root / DB_PATH)
     try:
-        engine.push(OutgoingJob("orders", '{"id": 1}', "application/json"))
-        _until(lambda: _stats(dev, "orders")["dead"] == 1, "the invalid job in the DLQ")
         (dead,) = engine.dead_jobs("orders")
-        assert dead.received_count == 1
-        assert "does not validate as Order" in (dead.last_error or "")
     finally:
         engine.close()
+    assert dead.received_count == 1
+    assert "does not validate as Order" in (dead.last_error or "")
+    assert "sku" in (dead.last_error or "")
     assert _runs(dev, "orders ") == ["orders Order 7 a"]
 
 
@@ -179,3 +192,10 @@ def test_debounced_pushes_run_the_last_payload_once(dev: DevProcess) -> None:
 
     _until(lambda: len(_runs(dev, "reindex ")) >= 2 and settled(), "the debounced jobs to run")
     assert sorted(_runs(dev, "reindex ")) == ["reindex d1 v3 attempt=1", "reindex d2 v0 attempt=1"]
+
+
+def test_a_chain_runs_its_next_step_after_the_first(dev: DevProcess) -> None:
+    done = dev.qr("dev", "queue", "step1", "1")
+    assert done.returncode == 0, done.stderr
+    _until(lambda: _runs(dev, "step2 ") == ["step2 2"], "the chained step")
+    assert _runs(dev, "step1 ") == ["step1 1"]

@@ -18,7 +18,9 @@ platform-neutral ``JobMessage``; ``run_queue_job`` then
      thread, so a sync handler that overruns is *abandoned*: the job is recorded as failed
      (``JobTimeout``), it goes back to the queue like any failure, and whatever the thread
      returns later is ignored (a warning is logged). Side effects it makes after the deadline
-     still happen: handlers must be idempotent (SQS delivers at least once anyway).
+     still happen: handlers must be idempotent (SQS delivers at least once anyway);
+5. once the handler returned, pushes the next steps it named (``queues[x].after(...)`` returned,
+   ``job.then(...)``) through the platform's ``StepPort``, once per step (``qr.runtime.chains``).
 
 It returns the handler's result or raises what the handler raised (or ``JobTimeout``); acking,
 retrying and dead-lettering are the platform's business. ``run_schedule_job`` does the same for
@@ -51,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from qr.runtime import payloads
+from qr.runtime import chains, payloads
 from qr.runtime.context import Invocation, invocation
 from qr.runtime.http.injection import arguments, parameters
 from qr.runtime.manifest import Backoff, Queue, Schedule
@@ -218,6 +220,7 @@ class Job:
         "_moved",
         "_progress",
         "_received",
+        "_steps",
         "cancelled",
         "deadline",
         "group_id",
@@ -254,9 +257,18 @@ class Job:
         """Told the new deadline when ``extend`` moves it (the running timeout)."""
         self._received = time.monotonic()
         self._progress = progress
+        self._steps: list[Any] = []
         self.cancelled = False
         """``jobs.cancel()`` was called for this job; seen at ``progress()`` and ``extend()``.
         Stop early (return, or raise): a cancelled job is not retried."""
+
+    def then(self, queue: Any, payload: object, delay: float = 0) -> None:
+        """Push ``payload`` onto ``queue`` (a name or ``queues[name]``) once this job succeeded;
+        never twice, even if this job runs again (``qr.runtime.chains``)."""
+        from qr.runtime.queues import Queue as QueueHandle
+
+        handle = queue if isinstance(queue, QueueHandle) else QueueHandle(str(queue))
+        self._steps.append(handle.after(payload, delay))
 
     def progress(self, value: float, message: str | None = None) -> None:
         """Report how far the job is (0..1) with an optional short message; also refreshes
@@ -376,9 +388,26 @@ async def run_queue_job(
     )
     with invocation(current):
         result = await _call(handler, values, job, queue.file)
+        result, steps = chains.split(result)
+        steps = job._steps + steps
+        if steps:
+            pushed = _send_steps(job.job_id, steps)
+            if result is None:
+                result = {"next": pushed}
     if keep_result and result is not None:
         check_result(result, queue, handler)
     return result
+
+
+def _send_steps(job_id: str, steps: list[chains.Step]) -> list[str]:
+    """Push a finished job's next steps (once per step); returns their job ids."""
+    port = get_platform("a chain").queues
+    jobs = [step.job for step in steps]
+    if isinstance(port, chains.StepPort):
+        ids = port.send_steps(job_id, jobs)
+    else:  # a port without idempotent steps (a test fake): plain pushes
+        ids = [port.send(job) for job in jobs]
+    return ids
 
 
 def check_result(result: Any, queue: Queue, handler: Callable[..., Any] | None = None) -> str:

@@ -13,7 +13,9 @@ Stages of ``scan(root)``:
 3. load every handler and ``_middleware.py`` file by path (``qr.runtime._loader``);
 4. read what each module exports (method functions, ``handler``, ``config``, ``schedule``,
    middleware hooks) and validate it, including the parameter names each function asks for;
-5. resolve middleware inheritance and rank routes (literal > parameter > catch-all).
+5. resolve middleware inheritance and rank routes (literal > parameter > catch-all);
+6. check that every chain (``queues["x"].after(...)``, ``job.then("x", ...)`` with a literal
+   name) targets a queue of the project.
 
 Every problem from every stage is collected and raised together as one ``ProjectError``.
 """
@@ -30,7 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from qr.runtime import _loader, payloads
+from qr.runtime import _loader, chains, payloads
+from qr.runtime._suggest import did_you_mean
 from qr.runtime.config import ProjectConfig, load_config
 from qr.runtime.errors import Problem, ProjectError
 from qr.runtime.handler_config import (
@@ -244,6 +247,7 @@ class _Scanner(_HandlerChecks):
         routes = self.with_status_route(routes, queues)
         socket = self.socket()
         schedules = self.schedules()
+        self.chain_targets({q.name for q in queues})
         if self.problems:
             raise ProjectError(self.problems)
         return Manifest(self.root, config, routes, queues, socket, schedules)
@@ -613,6 +617,26 @@ class _Scanner(_HandlerChecks):
                 payloads.register(name, module_name)
                 queues.append(Queue(name, relative, module_name, fifo, config, payload))
         return tuple(queues)
+
+    def chain_targets(self, names: set[str]) -> None:
+        """``queues["x"].after(...)`` / ``job.then("x", ...)`` must name a queue of the project."""
+        for relative, module in list(self.modules.items()):
+            if module is None:
+                continue
+            self.line_of(relative, "")  # parses the file once
+            tree = self.sources.get(relative)
+            if tree is None:
+                continue
+            for line, name in chains.targets(tree):
+                if name not in names:
+                    listing = ", ".join(sorted(names)) or "none"
+                    self.fail(
+                        relative,
+                        line,
+                        f"chains to the queue {name!r}, which does not exist."
+                        f"{did_you_mean(name, names)}",
+                        f"create queues/{name}.py, or chain to a known queue: {listing}",
+                    )
 
     def queue_payload(
         self, relative: str, module: ModuleType

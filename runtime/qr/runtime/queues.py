@@ -39,8 +39,9 @@ from typing import Any, cast
 
 from qr.runtime import payloads
 from qr.runtime._suggest import did_you_mean
+from qr.runtime.chains import Step
 from qr.runtime.context import current
-from qr.runtime.ports import NoPlatformError, OutgoingJob, get_platform
+from qr.runtime.ports import NoPlatformError, OutgoingJob, Platform, get_platform
 
 # SQS limits (SQS API reference in botocore 1.44.5, 2026-11; SQS Developer Guide).
 MAX_MESSAGE_BYTES = 1_048_576
@@ -206,8 +207,13 @@ class Queue:
         self, payload: object, delay: float = 0, *, params: Mapping[str, str] | None = None
     ) -> str:
         """Enqueue ``payload``; returns the job id (the original job's id for a FIFO duplicate)."""
+        platform = self._check_name("push()")
+        job = self.prepare(payload, delay, params=params)
+        return platform.queues.send(job)
+
+    def _check_name(self, what: str) -> Platform:
         try:
-            platform = get_platform(f"queues[{self.name!r}].push()")
+            platform = get_platform(f"queues[{self.name!r}].{what}")
         except NoPlatformError as exc:
             raise QueueError(str(exc)) from None
         known = platform.queue_names
@@ -217,8 +223,7 @@ class Queue:
                 f"there is no queue named {self.name!r}.{did_you_mean(self.name, known)}",
                 f"create queues/{self.name}.py with a handler, or use a known queue: {listing}",
             )
-        job = self.prepare(payload, delay, params=params)
-        return platform.queues.send(job)
+        return platform
 
     def prepare(
         self, payload: object, delay: float = 0, *, params: Mapping[str, str] | None = None
@@ -283,6 +288,12 @@ class Queue:
                 "store large data elsewhere (a database, S3) and push its key instead",
             )
         return job
+
+    def after(self, payload: object, delay: float = 0) -> Step:
+        """The next step of a chain: return it from a queue handler (or a list of them) and it is
+        pushed once this job succeeded, never twice (``qr.runtime.chains``)."""
+        self._check_name("after()")
+        return Step(self.prepare(payload, delay))
 
     @property
     def http(self) -> Callable[..., Any]:

@@ -4,7 +4,8 @@
 * ``apigateway.ApiGatewaySockets`` - WebSocket send/close through the management API;
 * ``dynamodb.DynamoConnections`` - connection registry and presence;
 * ``job_state.DynamoJobStore`` - job state (``QR_JOBS_TABLE``; none when the variable is unset);
-* ``flow.DynamoBuckets`` / ``flow.DynamoDebounce`` - rate-limit buckets and debounce versions;
+* ``flow.DynamoBuckets`` / ``flow.DynamoDebounce`` / ``flow.DynamoSteps`` - rate-limit buckets,
+  debounce versions and chain step records on the flow table;
 * ``ssm.load_parameters`` - stage settings and secrets into ``os.environ`` at cold start;
 * ``jsonlog`` - JSON log lines;
 * ``entry.handler`` - the function's handler (``qr.runtime.aws.entry.handler``).
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from qr.runtime.aws._clients import Clients
 from qr.runtime.aws.apigateway import ApiGatewaySockets
 from qr.runtime.aws.dynamodb import DynamoConnections
-from qr.runtime.aws.flow import DynamoDebounce
+from qr.runtime.aws.flow import DynamoDebounce, DynamoSteps
 from qr.runtime.aws.job_state import DynamoJobStore
 from qr.runtime.aws.sqs import SqsQueues
 from qr.runtime.ports import Platform
@@ -35,9 +36,10 @@ def lambda_platform(
     connections = DynamoConnections(env.get("QR_CONNECTIONS_TABLE", ""), clients)
     flow_table = env.get("QR_FLOW_TABLE")
     debounce = DynamoDebounce(flow_table, clients) if flow_table else None
+    steps = DynamoSteps(flow_table, clients) if flow_table else None
     return Platform(
         name="lambda",
-        queues=SqsQueues(env.get("QR_QUEUE_URL_PREFIX", ""), clients, debounce),
+        queues=SqsQueues(env.get("QR_QUEUE_URL_PREFIX", ""), clients, debounce, steps),
         sockets=ApiGatewaySockets(env.get("QR_WS_ENDPOINT", ""), connections, clients),
         connections=connections,
         base_url=env.get("QR_BASE_URL", ""),

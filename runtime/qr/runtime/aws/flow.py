@@ -115,3 +115,52 @@ class DynamoDebounce:
             .get("Item")
         )
         return None if item is None else int(item["version"]["N"])
+
+
+STEP_RETENTION = 14 * 86_400
+"""Seconds a chain step record is kept: longer than SQS keeps any message (14 days)."""
+
+
+class DynamoSteps:
+    """Chain step records (``pk = "step#<job id>-<index>", sk = "step"``) on the flow table."""
+
+    def __init__(
+        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table = table
+        self._clients = clients
+        self._clock = clock
+
+    def _key(self, key: str) -> dict[str, dict[str, str]]:
+        return {"pk": {"S": f"step#{key}"}, "sk": {"S": "step"}}
+
+    def begin(self, key: str) -> str | None:
+        """Record the step as being pushed; returns the pushed job id if it already was."""
+        db = self._clients.get("dynamodb")
+        try:
+            db.put_item(
+                TableName=self.table,
+                Item={
+                    **self._key(key),
+                    "status": {"S": "pending"},
+                    TTL_ATTRIBUTE: {"N": str(int(self._clock() + STEP_RETENTION))},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            item = db.get_item(TableName=self.table, Key=self._key(key), ConsistentRead=True)
+            found = item.get("Item") or {}
+            if found.get("status", {}).get("S") == "sent":
+                return str(found.get("pushed", {}).get("S", ""))
+        return None  # new, or an earlier attempt died before it was sent: send it
+
+    def done(self, key: str, pushed: str) -> None:
+        self._clients.get("dynamodb").update_item(
+            TableName=self.table,
+            Key=self._key(key),
+            UpdateExpression="SET #status = :sent, pushed = :pushed",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":sent": {"S": "sent"}, ":pushed": {"S": pushed}},
+        )

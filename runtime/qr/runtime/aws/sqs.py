@@ -13,13 +13,16 @@ version is still the latest.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from qr.runtime.aws._clients import Clients
+from qr.runtime.chains import step_key
 from qr.runtime.ports import OutgoingJob
 
 if TYPE_CHECKING:
-    from qr.runtime.aws.flow import DynamoDebounce
+    from qr.runtime.aws.flow import DynamoDebounce, DynamoSteps
 
 MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43_200
@@ -36,11 +39,16 @@ class SqsQueues:
     """The ``QueuePort`` of the Lambda platform."""
 
     def __init__(
-        self, url_prefix: str, clients: Clients, debounce: DynamoDebounce | None = None
+        self,
+        url_prefix: str,
+        clients: Clients,
+        debounce: DynamoDebounce | None = None,
+        steps: DynamoSteps | None = None,
     ) -> None:
         self.url_prefix = url_prefix
         self._clients = clients
         self.debounce = debounce
+        self.steps = steps
 
     def url(self, queue: str) -> str:
         return self.url_prefix + queue
@@ -88,6 +96,28 @@ class SqsQueues:
             request["DelaySeconds"] = min(MAX_DELAY_SECONDS, max(0, delay))
         response = self._clients.get("sqs").send_message(**request)
         return str(response["MessageId"])
+
+    def send_steps(self, job_id: str, steps: Sequence[OutgoingJob]) -> list[str]:
+        """Push a finished job's next steps once each (``qr.runtime.chains``): FIFO steps are
+        deduplicated by SQS (``<job id>-<index>``, unless the step has its own dedupe id);
+        standard ones through a record in the flow table (``DynamoSteps``)."""
+        ids: list[str] = []
+        for index, job in enumerate(steps):
+            key = step_key(job_id, index)
+            if job.queue.endswith(".fifo"):
+                ids.append(self.send(replace(job, dedupe_id=job.dedupe_id or key)))
+                continue
+            if self.steps is None:  # no flow table: at least once
+                ids.append(self.send(job))
+                continue
+            already = self.steps.begin(key)
+            if already is not None:
+                ids.append(already)
+                continue
+            pushed = self.send(job)
+            self.steps.done(key, pushed)
+            ids.append(pushed)
+        return ids
 
     def dlq_url(self, queue: str) -> str:
         """The dead-letter queue's URL: ``<prefix><name>-dlq[.fifo]`` as Terraform names it."""

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from qr.runtime import chains
 from qr.runtime.flow import RateLimit
 from qr.runtime.jobs import backoff_delay
 from qr.runtime.local import flow as local_flow
@@ -306,75 +307,99 @@ class Engine:
             raise ValueError(f"FIFO queue {job.queue!r} needs a group id")
         if fifo and job.delay:
             raise ValueError(f"FIFO queue {job.queue!r} takes no per-job delay")
-        params = json.dumps(job.params, separators=(",", ":")) if job.params else None
+        with self._transaction() as db:
+            result = self._insert(db, job, self.now_ms())
+        if not result.duplicate:
+            for callback in list(self._subscribers):
+                callback(job.queue)
+        return result
+
+    def push_steps(self, job_id: str, jobs: Sequence[OutgoingJob]) -> list[str]:
+        """Push a finished job's next steps, each once per (job id, index), in one transaction
+        (``qr.runtime.chains``): a job run again gets the ids pushed the first time."""
+        ids: list[str] = []
         with self._transaction() as db:
             now = self.now_ms()
-            dedupe_id = None
-            if fifo:
-                dedupe_id = job.dedupe_id or hashlib.sha256(job.body.encode()).hexdigest()
-                row = db.execute(
-                    "SELECT job_id, sequence_number, expires_ms FROM dedupe "
-                    "WHERE queue=? AND dedupe_id=?",
-                    (job.queue, dedupe_id),
-                ).fetchone()
-                if row is not None and row[2] > now:
-                    return PushResult(row[0], row[1], duplicate=True)
-                self._sweep_dedupe(db, now)
-            job_id = time_ordered_id(now, self.random)
-            visible = now + int(job.delay * 1000)
-            if job.debounce_key is not None:
-                replaced = local_flow.supersede(db, job.queue, job.debounce_key, now)
-                if replaced is not None and self.keep_ms(job.queue):
-                    job_state.finished(
-                        db,
-                        replaced,
-                        "cancelled",
-                        now,
-                        error={"type": "Debounced", "message": "replaced by a later push"},
-                    )
-            cursor = db.execute(
-                "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, group_id, "
-                "dedupe_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    _next_sequence(db, job.queue) if fifo else None,
-                    job.queue,
-                    job_id,
-                    job.body,
-                    job.content_type,
-                    job.user_id,
-                    params,
-                    job.group_id,
-                    dedupe_id,
-                    now,
-                    visible,
-                ),
-            )
-            seq = int(cursor.lastrowid or 0)
-            if job.debounce_key is not None:
-                local_flow.remember(db, job.queue, job.debounce_key, seq, job_id)
-            keep = self.keep_ms(job.queue)
-            if keep:
-                job_state.queued(
+            for index, job in enumerate(jobs):
+                key = chains.step_key(job_id, index)
+                row = db.execute("SELECT pushed FROM steps WHERE key=?", (key,)).fetchone()
+                if row is None:
+                    pushed = self._insert(db, job, now).job_id
+                    db.execute("INSERT INTO steps VALUES(?,?,?)", (key, pushed, now))
+                    row = (pushed,)
+                ids.append(str(row[0]))
+        for queue in dict.fromkeys(job.queue for job in jobs):
+            for callback in list(self._subscribers):
+                callback(queue)
+        return ids
+
+    def _insert(self, db: sqlite3.Connection, job: OutgoingJob, now: int) -> PushResult:
+        fifo = job.queue.endswith(".fifo")
+        params = json.dumps(job.params, separators=(",", ":")) if job.params else None
+        dedupe_id = None
+        if fifo:
+            dedupe_id = job.dedupe_id or hashlib.sha256(job.body.encode()).hexdigest()
+            row = db.execute(
+                "SELECT job_id, sequence_number, expires_ms FROM dedupe "
+                "WHERE queue=? AND dedupe_id=?",
+                (job.queue, dedupe_id),
+            ).fetchone()
+            if row is not None and row[2] > now:
+                return PushResult(row[0], row[1], duplicate=True)
+            self._sweep_dedupe(db, now)
+        job_id = time_ordered_id(now, self.random)
+        visible = now + int(job.delay * 1000)
+        if job.debounce_key is not None:
+            replaced = local_flow.supersede(db, job.queue, job.debounce_key, now)
+            if replaced is not None and self.keep_ms(job.queue):
+                job_state.finished(
                     db,
-                    job_id=job_id,
-                    queue=job.queue,
-                    seq=seq,
-                    delayed=visible > now,
-                    user_id=job.user_id,
-                    now=now,
-                    keep_ms=keep,
+                    replaced,
+                    "cancelled",
+                    now,
+                    error={"type": "Debounced", "message": "replaced by a later push"},
                 )
-            if fifo:
-                db.execute(
-                    "INSERT OR REPLACE INTO dedupe VALUES(?,?,?,?,?)",
-                    (job.queue, dedupe_id, job_id, seq, now + DEDUPE_WINDOW_SECONDS * 1000),
-                )
-                db.execute(
-                    "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)",
-                    (job.queue, job.group_id, seq, visible),
-                )
-        for callback in list(self._subscribers):
-            callback(job.queue)
+        cursor = db.execute(
+            "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, group_id, "
+            "dedupe_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                _next_sequence(db, job.queue) if fifo else None,
+                job.queue,
+                job_id,
+                job.body,
+                job.content_type,
+                job.user_id,
+                params,
+                job.group_id,
+                dedupe_id,
+                now,
+                visible,
+            ),
+        )
+        seq = int(cursor.lastrowid or 0)
+        if job.debounce_key is not None:
+            local_flow.remember(db, job.queue, job.debounce_key, seq, job_id)
+        keep = self.keep_ms(job.queue)
+        if keep:
+            job_state.queued(
+                db,
+                job_id=job_id,
+                queue=job.queue,
+                seq=seq,
+                delayed=visible > now,
+                user_id=job.user_id,
+                now=now,
+                keep_ms=keep,
+            )
+        if fifo:
+            db.execute(
+                "INSERT OR REPLACE INTO dedupe VALUES(?,?,?,?,?)",
+                (job.queue, dedupe_id, job_id, seq, now + DEDUPE_WINDOW_SECONDS * 1000),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)",
+                (job.queue, job.group_id, seq, visible),
+            )
         return PushResult(job_id, seq if fifo else None)
 
     # -- consumer ----------------------------------------------------------------------------
@@ -501,7 +526,7 @@ class Engine:
             if now - self._sweeps.results_ms > _SWEEP_EVERY_MS:
                 self._sweeps.results_ms = now
                 job_state.sweep(db, now)
-                local_flow.sweep(db)
+                local_flow.sweep(db, now)
         return done
 
     def fail(

@@ -1,4 +1,7 @@
-"""Flow control in the local engine's database: rate-limit buckets and debounced keys.
+"""Flow control in the local engine's database: rate-limit buckets, debounced keys, chain steps.
+
+``steps`` records each chain step pushed (``Engine.push_steps``), keyed by the finished job's id
+and the step's index, so a job run again does not push its next step twice.
 
 ``debounced`` maps each (queue, debounce key) to its latest job: a debounced push deletes that
 job if it is still waiting (``supersede``) and becomes the key's job (``remember``), in the
@@ -32,7 +35,11 @@ SCHEMA = (
     "queue TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, job_id TEXT NOT NULL, "
     "PRIMARY KEY(queue, key)) "
     "WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS steps("
+    "key TEXT PRIMARY KEY, pushed TEXT NOT NULL, created_ms INTEGER NOT NULL) WITHOUT ROWID",
 )
+STEP_RETENTION_MS = 14 * 24 * 3600 * 1000
+"""Chain step records outlive any redelivery of their job (SQS keeps a message 14 days at most)."""
 
 
 def supersede(db: sqlite3.Connection, queue: str, key: str, now_ms: int) -> str | None:
@@ -50,12 +57,13 @@ def supersede(db: sqlite3.Connection, queue: str, key: str, now_ms: int) -> str 
     return str(row[1]) if cursor.rowcount else None
 
 
-def sweep(db: sqlite3.Connection) -> None:
-    """Forget debounce keys whose job is gone (done or dead)."""
+def sweep(db: sqlite3.Connection, now_ms: int) -> None:
+    """Forget debounce keys whose job is gone (done or dead) and old chain step records."""
     db.execute(
         "DELETE FROM debounced WHERE NOT EXISTS "
         "(SELECT 1 FROM jobs WHERE jobs.seq=debounced.seq AND jobs.job_id=debounced.job_id)"
     )
+    db.execute("DELETE FROM steps WHERE created_ms<?", (now_ms - STEP_RETENTION_MS,))
 
 
 def remember(db: sqlite3.Connection, queue: str, key: str, seq: int, job_id: str) -> None:

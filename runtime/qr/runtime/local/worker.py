@@ -60,6 +60,9 @@ class LocalQueuePort:
     def send(self, job: OutgoingJob) -> str:
         return self.engine.push(job).job_id
 
+    def send_steps(self, job_id: str, steps: Sequence[OutgoingJob]) -> list[str]:
+        return self.engine.push_steps(job_id, steps)
+
 
 @dataclass(frozen=True)
 class JobOutcome:
