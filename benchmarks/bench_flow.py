@@ -4,7 +4,9 @@ Goals (issue 14): validating a 10-field payload adds <= 20 us per job; a queue w
 that is never reached runs >= 0.8x the jobs/s of the same queue without one.
 
 1. validation alone: ``PayloadType.validate`` on a 10-field dict (what the consumer does per job)
-   and validate + dump (what ``push`` does), pydantic model and dataclass, per call;
+   and validate + dump (what ``push`` does), pydantic model and dataclass, per call; then the
+   same through qr's own paths, untyped against typed: ``Queue.prepare`` (the push minus the
+   database) and ``run_queue_job`` (the consume minus the database), per job;
 2. end to end through the local engine and worker (push N, run N; best of alternating rounds):
    the same no-op handler untyped, typed with a 10-field pydantic model, and (when the queue
    config supports it) with a rate limit far above what the machine can reach. The difference in
@@ -16,6 +18,7 @@ Nothing asserts on time; compare the ratios and overheads, never absolute figure
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -24,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from qr.runtime import payloads, queues
+from qr.runtime.jobs import JobMessage, run_queue_job
 from qr.runtime.local.engine import Engine
 from qr.runtime.local.worker import LocalQueuePort, Worker
 from qr.runtime.manifest import Manifest, scan
 from qr.runtime.ports import Platform, set_platform
+from qr.runtime.queues import JSON
 
 N = int(os.environ.get("QR_BENCH_JOBS", "5000"))
 ROUNDS = 3
@@ -138,6 +143,38 @@ def main() -> None:
             print(
                 f"  {typed.kind:<9} consume (validate) {check:6.2f} us   push (validate+dump) {both:6.2f} us"
             )
+
+        plain_q, typed_q = queues["plain"], queues["typed"]
+        prepare = {
+            name: per_call(q.prepare, PAYLOAD)
+            for name, q in (("plain", plain_q), ("typed", typed_q))
+        }
+        message = {
+            name: JobMessage(
+                job_id="j", queue_name=name, body=json.dumps(PAYLOAD), content_type=JSON
+            )
+            for name in ("plain", "typed")
+        }
+        by_name = {q.name: q for q in manifest.queues}
+
+        def consume(name: str, n: int = 5000) -> float:
+            async def loop() -> float:
+                best = float("inf")
+                for _ in range(3):
+                    started = time.perf_counter()
+                    for _ in range(n):
+                        await run_queue_job(by_name[name], message[name])
+                    best = min(best, time.perf_counter() - started)
+                return best / n * 1e6
+
+            return asyncio.run(loop())
+
+        runs = {name: consume(name) for name in ("plain", "typed")}
+        print(
+            f"  through qr: push (prepare) {prepare['plain']:.2f} -> {prepare['typed']:.2f} us"
+            f" (+{prepare['typed'] - prepare['plain']:.2f}), consume (run_queue_job)"
+            f" {runs['plain']:.2f} -> {runs['typed']:.2f} us (+{runs['typed'] - runs['plain']:.2f})"
+        )
 
         engine = Engine(Path(scratch) / "queues.db")
         set_platform(

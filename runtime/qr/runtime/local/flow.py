@@ -76,8 +76,9 @@ def load(db: sqlite3.Connection, bucket: str) -> Bucket | None:
 
 
 def save(db: sqlite3.Connection, bucket: str, state: Bucket) -> None:
-    db.execute(
-        "INSERT OR REPLACE INTO buckets VALUES(?,?,?)",
+    db.execute(  # an upsert updates the row in place (INSERT OR REPLACE deletes and re-inserts)
+        "INSERT INTO buckets VALUES(?,?,?) ON CONFLICT(id) DO UPDATE SET "
+        "tokens=excluded.tokens, updated_ms=excluded.updated_ms",
         (bucket, state.tokens, int(state.updated * 1000)),
     )
 
