@@ -83,3 +83,59 @@ def test_two_clients_each_load_their_own_project(tmp_path: Path) -> None:
         with Client(one) as again:
             assert again.get("/word").json() == {"word": "alpha", "helper": "alpha"}
             assert again.run_schedule("daily") == "alpha"
+
+
+QUEUE_FILES = {
+    "queues/tasks.py": """
+        from lib.words import WORD
+
+        def handler(payload):
+            return f"{WORD}:{payload}"
+    """,
+    "api/push.py": """
+        from qr.runtime import queues
+
+        def post(body):
+            return {"job_id": queues["tasks"].push(body)}
+    """,
+}
+
+
+def test_two_clients_alive_at_once_each_push_into_their_own_queues(tmp_path: Path) -> None:
+    first_root = _project(tmp_path / "first", "alpha", QUEUE_FILES)
+    second_root = _project(tmp_path / "second", "beta", QUEUE_FILES)
+    with Client(first_root) as first, Client(second_root) as second:
+        one = first.post("/push", json="one").json()["job_id"]
+        two = second.post("/push", json="two").json()["job_id"]
+        three = first.post("/push", json="three").json()["job_id"]
+
+        assert [o.result for o in first.drain()] == ["alpha:one", "alpha:three"]
+        assert [o.result for o in second.drain()] == ["beta:two"]
+        assert first.job(two) is None and second.job(one) is None
+        state = first.job(three)
+        assert state is not None and state.status == "succeeded"
+    from qr.runtime import ports
+
+    assert ports.current_platform() is None
+
+
+def test_a_platform_installed_by_someone_else_stays_in_place(tmp_path: Path) -> None:
+    from qr.runtime import ports
+
+    outer = Client(_project(tmp_path / "outer", "outer", QUEUE_FILES))
+    theirs = outer.platform
+    assert theirs is not None
+    previous = ports.set_platform(None)
+    try:
+        # a platform a program installed itself (not a Client's own) is never replaced
+        user_platform = ports.Platform(
+            "local", theirs.queues, theirs.sockets, theirs.connections, jobs=theirs.jobs
+        )
+        ports.set_platform(user_platform)
+        with Client(_project(tmp_path / "inner", "inner", QUEUE_FILES)) as inner:
+            inner.post("/push", json="x")
+            assert ports.current_platform() is user_platform
+        assert ports.current_platform() is user_platform
+    finally:
+        ports.set_platform(previous)
+        outer.close()

@@ -209,7 +209,7 @@ class ConnectionRegistry(Protocol):
     def is_online(self, user_id: str) -> bool: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class Platform:
     """The adapters of the platform the code runs on."""
 
@@ -246,6 +246,11 @@ def set_platform(platform: Platform | None) -> Platform | None:
     global _platform
     previous, _platform = _platform, platform
     return previous
+
+
+def current_platform() -> Platform | None:
+    """The installed platform, or ``None`` (``get_platform`` raises instead)."""
+    return _platform
 
 
 def get_platform(what: str = "this") -> Platform:

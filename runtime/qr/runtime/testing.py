@@ -16,10 +16,14 @@ listens on a port. Unlike Starlette's client it does not follow redirects unless
 (``follow_redirects=True``), so a test sees the 303 a handler returned.
 
 ``env`` entries are set in ``os.environ`` before the project's modules load and restored on
-``close()``. A platform (the adapters behind ``queues``, ``socket`` and ``url``) is installed only
-when none is set, and the previous one restored on ``close()``; ``platform=`` passes one in,
-``make_platform`` is where the local adapters plug in (a throw-away SQLite queue engine, in-process
-WebSocket connections). ``url()`` builds URLs on ``base_url``.
+``close()``. Each Client has its own platform (the adapters behind ``queues``, ``socket`` and
+``url``): ``make_platform`` plugs in the local adapters (a throw-away SQLite queue engine,
+in-process WebSocket connections), ``platform=`` passes one in. The platform is global to the
+process, so a Client makes its own the current one when it is created and again whenever it is
+used (a request, a WebSocket, ``run_queue``, ``drain``, ``run_schedule``, ``job``): two Clients
+alive at once each push into their own queues. A platform someone else installed (not a Client's)
+is left in place. ``close()`` puts back what was there before. ``url()`` builds URLs on
+``base_url``.
 
 ``client.websocket(path)`` opens a WebSocket connection to the project's ``socket/`` handlers
 (the same dispatch ``qr dev`` and Lambda run); ``client.run_schedule(name)`` runs a schedule's
@@ -37,6 +41,7 @@ import functools
 import os
 import tempfile
 import uuid
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +66,11 @@ from qr.runtime.sockets import SocketDispatch
 
 __all__ = ["Client"]
 
+_CLIENT_PLATFORMS: weakref.WeakSet[ports.Platform] = weakref.WeakSet()
+"""Platforms Clients made or were given: a Client may replace one of these as the current one."""
+_OPEN_PLATFORMS: weakref.WeakSet[ports.Platform] = weakref.WeakSet()
+"""Those whose Client is not closed yet (the ones ``close()`` may put back)."""
+
 
 class Client(TestClient):
     """An in-process HTTP client for a qr project (see the module docstring)."""
@@ -81,7 +91,8 @@ class Client(TestClient):
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self._saved_env: dict[str, str | None] = {}
-        self._installed_platform = False
+        self._previous_platform: ports.Platform | None = None
+        self.platform: ports.Platform | None = None
         self._saved_base = urls.set_default_base_url(base_url)
         self._closed = False
         for key, value in (env or {}).items():
@@ -89,13 +100,12 @@ class Client(TestClient):
             os.environ[key] = value
         try:
             self.manifest: Manifest = scan(self.project_dir)
-            chosen = platform or self.make_platform(base_url)
-            if chosen is not None:
-                previous = ports.set_platform(chosen)
-                if previous is None:
-                    self._installed_platform = True
-                else:  # someone else's platform is in place: leave it
-                    ports.set_platform(previous)
+            self.platform = platform or self.make_platform(base_url)
+            if self.platform is not None:
+                _CLIENT_PLATFORMS.add(self.platform)
+                _OPEN_PLATFORMS.add(self.platform)
+                self._previous_platform = ports.current_platform()
+            self._activate()
             self.http_app: QrApp = create_app(
                 self.manifest, dev=dev, body_limit=body_limit, websocket=self.make_websocket_app()
             )
@@ -129,8 +139,25 @@ class Client(TestClient):
             status_queues=self.manifest.status_queues,
         )
 
+    def _activate(self) -> None:
+        """Make this Client's platform the current one, unless one that no Client made is."""
+        current = ports.current_platform()
+        if self.platform is None or current is self.platform:
+            return
+        if current is None or current in _CLIENT_PLATFORMS:
+            ports.set_platform(self.platform)
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:  # TestClient's (httpx2's) Response
+        self._activate()
+        return super().request(*args, **kwargs)
+
+    def websocket_connect(self, *args: Any, **kwargs: Any) -> WebSocketTestSession:
+        self._activate()
+        return super().websocket_connect(*args, **kwargs)
+
     def job(self, job_id: str) -> ports.JobState | None:
         """The state of a job pushed in this test (``None``: unknown id), as ``jobs.get``."""
+        self._activate()
         platform = ports.get_platform("Client.job()")
         if platform.jobs is None:
             raise RuntimeError("Client.job() needs a platform that keeps job state")
@@ -169,6 +196,7 @@ class Client(TestClient):
         return self._drain(None)
 
     def _drain(self, names: list[str] | None) -> list[JobOutcome]:
+        self._activate()
         engine: Engine | None = getattr(self, "engine", None)
         if engine is None:
             raise RuntimeError(
@@ -186,6 +214,7 @@ class Client(TestClient):
             known = ", ".join(s.name for s in self.manifest.schedules) or "none"
             raise KeyError(f"no schedule named {name!r} (schedules: {known})")
         job_id = uuid.uuid4().hex
+        self._activate()
         with self._portal_factory() as portal:
             return portal.call(
                 functools.partial(run_schedule_job, schedule, job_id, datetime.now(UTC))
@@ -216,8 +245,11 @@ class Client(TestClient):
         scratch: tempfile.TemporaryDirectory[str] | None = getattr(self, "_scratch", None)
         if scratch is not None:
             scratch.cleanup()
-        if self._installed_platform:
-            ports.set_platform(None)
+        if self.platform is not None and ports.current_platform() is self.platform:
+            previous = self._previous_platform
+            ports.set_platform(previous if previous in _OPEN_PLATFORMS else None)
+        if self.platform is not None:
+            _OPEN_PLATFORMS.discard(self.platform)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
