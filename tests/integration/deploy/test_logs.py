@@ -90,6 +90,20 @@ def test_an_event_stamped_ahead_of_time_hides_no_later_lines(aws: Aws) -> None:
     assert poller.fetch() == []
 
 
+def test_lines_seen_arriving_late_widen_the_window(aws: Aws) -> None:
+    # a line that reaches CloudWatch 50 s after its timestamp: later ones may be later still
+    aws.client("logs").create_log_group(logGroupName=GROUP)
+    now = now_ms()
+    poller = logs.Poller(aws.client("logs"), GROUP, start_ms=now - 600_000, sleep=lambda s: None)
+    put(aws, (now, "first line"))
+    assert [e.message for e in poller.fetch()] == ["first line"]
+    put(aws, (now - 50_000, "50 s late"), stream="s2")
+    assert [e.message for e in poller.fetch()] == ["50 s late"]
+    put(aws, (now - 90_000, "90 s late"), stream="s3")
+    assert [e.message for e in poller.fetch()] == ["90 s late"]
+    assert poller.fetch() == []
+
+
 def test_events_seen_are_forgotten_only_outside_the_next_window(aws: Aws) -> None:
     aws.client("logs").create_log_group(logGroupName=GROUP)
     now = now_ms()

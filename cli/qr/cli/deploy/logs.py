@@ -6,6 +6,8 @@ Two sources of the same ``LogEvent``s:
   little (``overlap``) before the newest event seen, or before the local time when that is
   earlier: CloudWatch can deliver an event after later ones, and it accepts timestamps up to two
   hours ahead, so one line from a fast clock must not move the window past the lines stamped now.
+  The window widens to twice the longest delay seen between a line's timestamp and its arrival
+  (``ingestionTime``), up to ``max_overlap``: lines that came late once may come later still.
   Events already shown are recognised by id (remembered while they are inside the window), so
   nothing is printed twice and a late event is not skipped. Throttling doubles the wait (up to
   ``max_delay``) instead of failing.
@@ -80,6 +82,7 @@ class Poller:
         pattern: str | None = None,
         interval: float = 2.0,
         overlap_ms: int = 60_000,
+        max_overlap_ms: int = 900_000,
         max_delay: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -90,6 +93,9 @@ class Poller:
         self.pattern = pattern
         self.interval = interval
         self.overlap_ms = overlap_ms
+        self.max_overlap_ms = max_overlap_ms
+        self.lateness_ms = 0
+        """The longest delay seen between an event's timestamp and its ingestion."""
         self.max_delay = max_delay
         self.sleep = sleep
         self.clock = clock
@@ -98,10 +104,12 @@ class Poller:
         self.throttled = 0
 
     def window_start(self) -> int:
-        """Where the next poll starts: ``overlap`` before the newest event seen or the local time,
-        whichever is earlier (never before ``start_ms``)."""
+        """Where the next poll starts: ``overlap`` (or twice the longest lateness seen, up to
+        ``max_overlap``) before the newest event seen or the local time, whichever is earlier;
+        never before ``start_ms``."""
         now = int(self.clock() * 1000)
-        return max(self.start_ms, min(self.newest, now) - self.overlap_ms)
+        overlap = max(self.overlap_ms, min(self.max_overlap_ms, 2 * self.lateness_ms))
+        return max(self.start_ms, min(self.newest, now) - overlap)
 
     def fetch(self) -> list[LogEvent]:
         """Every event not returned before, from ``window_start()`` on, oldest first."""
@@ -124,6 +132,9 @@ class Poller:
                         continue
                     self._seen[event.event_id] = event.timestamp
                     found.append(event)
+                    if "ingestionTime" in item:
+                        late = int(item["ingestionTime"]) - event.timestamp
+                        self.lateness_ms = max(self.lateness_ms, late)
                 token = page.get("nextToken")
                 if not token:
                     break
