@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from qr.runtime.testing import Client
 from tests.conftest import MakeProject
 
@@ -86,3 +88,16 @@ def test_no_status_route_without_a_queue_asking_for_it(make_project: MakeProject
     with Client(make_project(files)) as client:
         assert [r.path for r in client.manifest.routes] == ["/plain"]
         assert client.get("/_jobs/anything").status_code == 404
+
+
+def test_qr_routes_names_the_status_route_as_qrs_own(
+    make_project: MakeProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.functional.test_cli import run
+
+    root = make_project(FILES)
+    code, out, err = run(capsys, "routes", "-C", str(root))
+    assert code == 0, err
+    (line,) = [row for row in out.splitlines() if "/_jobs/" in row]
+    assert "(qr job status route for shots)" in line and "api/_jobs" not in line
+    assert "authenticate" in line  # api/_middleware.py applies to it

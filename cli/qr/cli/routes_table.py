@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qr.cli.console import Output
+from qr.runtime import status_route
 from qr.runtime.manifest import Manifest
 
 
@@ -37,7 +38,7 @@ def print_routes(out: Output, manifest: Manifest, now: datetime | None = None) -
                 " ".join(r.methods),
                 ", ".join(r.params) or "-",
                 ", ".join(h for h, f in r.middleware.items() if f) or "-",
-                r.file,
+                _route_file(manifest, r.file),
             ]
             for r in manifest.routes
         ],
@@ -78,3 +79,12 @@ def print_routes(out: Output, manifest: Manifest, now: datetime | None = None) -
             for s in manifest.schedules
         ],
     )
+
+
+def _route_file(manifest: Manifest, file: str) -> str:
+    """The route's file; qr's own job status route has none (it stands where one would be, so
+    the folder's middleware applies to it)."""
+    if file == status_route.FILE and not (manifest.root / file).exists():
+        queues = ", ".join(sorted(q.name for q in manifest.queues if q.config.status_route))
+        return f"(qr job status route for {queues})"
+    return file
