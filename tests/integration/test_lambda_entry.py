@@ -135,6 +135,22 @@ PROJECT = {
                 job.extend(120)
             record(f"emails {payload['to']} attempt={job.received_count}")
     """,
+    "queues/quits.py": """
+        import sys
+
+        from lib.record import record
+
+        def handler(payload):
+            if payload.get("exit"):
+                sys.exit(2)
+            record(f"quits {payload['n']}")
+    """,
+    "api/quit.py": """
+        import sys
+
+        def get():
+            sys.exit(1)
+    """,
     "queues/orders.fifo.py": """
         from lib.record import record
 
@@ -286,6 +302,7 @@ def aws(moto_url: str) -> str:
     """The stage's AWS resources on the moto server, as Terraform would create them."""
     sqs = _client("sqs", moto_url)
     sqs.create_queue(QueueName="demo-production-emails")
+    sqs.create_queue(QueueName="demo-production-quits")
     sqs.create_queue(QueueName="bookmarks-production-screenshots")
     sqs.create_queue(
         QueueName="demo-production-orders.fifo",
@@ -455,6 +472,22 @@ def test_sqs_standard_batch_reports_the_failed_job(function: Lambda) -> None:
     again = _receive(function, "emails")
     assert [m["MessageId"] for m in again] == [failing]
     assert again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_a_job_calling_sys_exit_fails_its_record_not_the_invocation(function: Lambda) -> None:
+    for body in ({"n": 1}, {"exit": True}, {"n": 2}):
+        _push(function, "quits", body)
+    messages = _receive(function, "quits")
+    assert len(messages) == 3
+    exiting = next(m["MessageId"] for m in messages if "exit" in m["Body"])
+    http_exit = {**event("http_get.json"), "rawPath": "/quit"}
+    batch, http = function.invoke(_sqs_event(function, "quits", messages), http_exit)
+    assert batch["ok"] == {"batchItemFailures": [{"itemIdentifier": exiting}]}
+    assert sorted(function.records()) == ["quits 1", "quits 2"]
+    assert "queues/quits.py: the handler called sys.exit(2)" in function.stderr
+    assert http["ok"]["statusCode"] == 500
+    assert "api/quit.py: the handler called sys.exit(1)" in function.stderr
+    _delete_succeeded(function, "quits", messages, batch["ok"])
 
 
 def test_job_extend_changes_the_message_visibility(function: Lambda) -> None:

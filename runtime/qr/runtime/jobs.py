@@ -22,7 +22,9 @@ platform-neutral ``JobMessage``; ``run_queue_job`` then
 5. once the handler returned, pushes the next steps it named (``queues[x].after(...)`` returned,
    ``job.then(...)``) through the platform's ``StepPort``, once per step (``qr.runtime.chains``).
 
-It returns the handler's result or raises what the handler raised (or ``JobTimeout``); acking,
+It returns the handler's result or raises what the handler raised (``JobTimeout`` past the
+deadline; ``HandlerExit`` for a ``sys.exit()`` or ``KeyboardInterrupt`` in the handler, which
+would otherwise stop the whole process); acking,
 retrying and dead-lettering are the platform's business. ``run_schedule_job`` does the same for
 ``schedules/`` handlers (``job``: job_id, schedule_name, scheduled_at, deadline).
 
@@ -55,6 +57,7 @@ from typing import Any
 
 from qr.runtime import chains, payloads
 from qr.runtime.context import Invocation, invocation
+from qr.runtime.errors import HandlerExit, handler_exit
 from qr.runtime.http.injection import arguments, parameters
 from qr.runtime.manifest import Backoff, Queue, Schedule
 from qr.runtime.ports import JobState, JobStore, get_platform
@@ -504,7 +507,13 @@ async def _call(
 ) -> Any:
     kwargs = arguments(handler, values)
     if parameters(handler).is_async:
-        return await _call_async(handler, kwargs, job, file)
+        try:
+            return await _call_async(handler, kwargs, job, file)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            error = handler_exit(exc, file)
+            if error is None:
+                raise
+            raise error from exc
     context = contextvars.copy_context()
     call = functools.partial(context.run, handler, **kwargs)
     task = asyncio.get_running_loop().run_in_executor(None, call)
@@ -518,7 +527,10 @@ async def _call(
         task.cancel()
         raise
     if task.done():
-        return task.result()
+        try:
+            return task.result()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise HandlerExit(file, exc) from exc  # raised in a worker thread: never a signal
     task.add_done_callback(functools.partial(_late_result, file, job.job_id))
     raise JobTimeout(f"{file}: handler did not finish by its deadline (config['timeout'])")
 

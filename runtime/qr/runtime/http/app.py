@@ -18,9 +18,10 @@ One HTTP request goes through these stages:
    the handler asks for ``body``, which is read on the loop between the hooks and the handler):
    a hop costs about as much as the rest of a small request, and the common shape is a sync
    ``authenticate`` in front of a sync handler;
-4. ``HTTPError`` -> its status with ``{"error": detail}``; any other exception -> logged with its
-   traceback, ``on_error`` may answer, else 500 ``{"error": "Internal Server Error",
-   "request_id": ...}`` (plus the traceback only when ``dev``);
+4. ``HTTPError`` -> its status with ``{"error": detail}``; any other exception (``sys.exit()`` in
+   a handler too, as ``errors.HandlerExit``) -> logged with its traceback, ``on_error`` may
+   answer, else 500 ``{"error": "Internal Server Error", "request_id": ...}`` (plus the traceback
+   only when ``dev``);
 5. ``on_response``, CORS and Cache-Control headers; HEAD responses lose their body;
 6. one access line: method, path, status, duration, request id - on the ``qr.http`` logger, or
    through the platform's ``on_access`` callable (``qr dev``) where a log record costs too much.
@@ -57,7 +58,7 @@ from starlette.responses import Response as StarletteResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qr.runtime import context
-from qr.runtime.errors import HTTPError
+from qr.runtime.errors import HTTPError, handler_exit
 from qr.runtime.http import cors, middleware
 from qr.runtime.http.injection import Signature, arguments, call_with, in_context, parameters
 from qr.runtime.http.middleware import BadUser, Hooks
@@ -287,6 +288,12 @@ class QrApp:
                 response = _too_large(exc.limit)
             except Exception as exc:
                 response = await self.failed(ex, exc)
+            except (SystemExit, KeyboardInterrupt) as exc:  # from an async handler or hook
+                error = handler_exit(exc, ex.endpoint.route.file)
+                if error is None:  # a real Ctrl+C
+                    raise
+                error.__cause__ = exc
+                response = await self.failed(ex, error)
             finally:
                 if not bodyless:
                     await ex.request.close()  # uploaded files of a form

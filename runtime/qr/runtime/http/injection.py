@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from qr.runtime import context as context_module
 from qr.runtime._loader import display_name
+from qr.runtime.errors import HandlerExit, handler_exit
 
 T = TypeVar("T")
 
@@ -90,10 +92,19 @@ async def call_with(
 
 
 async def call(function: Callable[..., Any], kwargs: dict[str, object]) -> Any:
-    """Await ``function(**kwargs)``, or run it in a worker thread when it is not async."""
-    if parameters(function).is_async:
+    """Await ``function(**kwargs)``, or run it in a worker thread when it is not async.
+
+    A ``sys.exit()`` (or ``KeyboardInterrupt``) in ``function`` becomes ``HandlerExit``.
+    """
+    if not parameters(function).is_async:
+        return await in_thread(function, kwargs)
+    try:
         return await function(**kwargs)
-    return await in_thread(function, kwargs)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        error = handler_exit(exc, where(function))
+        if error is None:
+            raise
+        raise error from exc
 
 
 async def in_thread(function: Callable[..., Any], kwargs: dict[str, object]) -> Any:
@@ -105,11 +116,23 @@ async def in_context(
     context: contextvars.Context, function: Callable[..., T], *args: Any, **kwargs: Any
 ) -> T:
     """Run a sync function in the worker pool inside ``context`` (several hops of one request
-    can share one copy). On cancellation the worker is abandoned, its result ignored."""
-    result: T = await anyio.to_thread.run_sync(
-        functools.partial(context.run, function, *args, **kwargs), abandon_on_cancel=True
-    )
+    can share one copy). On cancellation the worker is abandoned, its result ignored.
+
+    A ``sys.exit()`` (or ``KeyboardInterrupt``) in ``function`` becomes ``HandlerExit``.
+    """
+    try:
+        result: T = await anyio.to_thread.run_sync(
+            functools.partial(context.run, function, *args, **kwargs), abandon_on_cancel=True
+        )
+    except (SystemExit, KeyboardInterrupt) as exc:  # raised in a worker thread: never a signal
+        raise HandlerExit(where(function), exc) from exc
     return result
+
+
+def where(function: Callable[..., Any]) -> str:
+    """The file of the current handler (``api/items.py``), else the function's own name."""
+    current = context_module.current()
+    return current.handler if current is not None and current.handler else _describe(function)
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
