@@ -2,6 +2,8 @@
 
 * a handler that calls ``sys.exit()`` (queue sync and async, socket, schedule, HTTP) or raises
   ``KeyboardInterrupt`` fails like any handler: the server goes on serving;
+* Ctrl+C while sync handlers are stuck: a printed, bounded grace, then the process ends without
+  them (a second Ctrl+C at once); their jobs run again exactly once at the next start;
 """
 
 from __future__ import annotations
@@ -99,3 +101,91 @@ def test_a_handler_calling_sys_exit_fails_and_the_server_keeps_serving(tmp_path:
 
         dev.process.send_signal(signal.SIGINT)  # a real Ctrl+C still stops it
         assert dev.process.wait(timeout=WAIT) == 0
+
+
+STUCK = """
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def handler(payload, job):
+    with (ROOT / "runs.log").open("a") as log:
+        log.write(f"start {payload['n']} attempt {job.received_count}\\n")
+    if (ROOT / "stuck").exists():
+        time.sleep(60)
+    with (ROOT / "runs.log").open("a") as log:
+        log.write(f"done {payload['n']}\\n")
+"""
+
+
+def _runs(root: Path) -> list[str]:
+    path = root / "runs.log"
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def _stuck_project(tmp_path: Path) -> Path:
+    root = scaffold(tmp_path)
+    _write(root, {"queues/stuck.py": STUCK, "stuck": ""})
+    return root
+
+
+def _depth(root: Path, queue: str) -> tuple[int, int]:
+    engine = Engine(root / DB_PATH)
+    try:
+        (stats,) = engine.stats([queue])
+        return stats.depth, stats.in_flight
+    finally:
+        engine.close()
+
+
+def test_ctrl_c_waits_a_printed_grace_then_stops_and_the_jobs_run_again_once(
+    tmp_path: Path,
+) -> None:
+    root = _stuck_project(tmp_path)
+    args = ["--port", "0", "--grace", "2"]
+    with running_dev(root, tmp_path / "dev.log", args, _env()) as dev:
+        for n in (1, 2):
+            assert dev.qr("dev", "queue", "stuck", json.dumps({"n": n})).returncode == 0
+        _until(lambda: len(_runs(root)) == 2, "both jobs to start")
+        dev.process.send_signal(signal.SIGINT)
+        # the handlers sleep for 60 s: only leaving them behind ends the process within WAIT
+        assert dev.process.wait(timeout=WAIT) == 0
+        output = dev.output()
+    assert "waiting up to 2 s for 2 running jobs; Ctrl+C again to quit now" in output
+    assert "Traceback" not in output and "Event loop is closed" not in output
+    assert "stopped without waiting for 2 handler threads still running" in output
+    assert _depth(root, "stuck") == (2, 0)  # back on the queue, not in flight
+    assert sorted(_runs(root)) == ["start 1 attempt 1", "start 2 attempt 1"]
+
+    (root / "stuck").unlink()
+    with running_dev(root, tmp_path / "again.log", args, _env()) as dev:
+        _until(lambda: sum(line.startswith("done") for line in _runs(root)) == 2, "the reruns")
+        dev.process.send_signal(signal.SIGINT)
+        assert dev.process.wait(timeout=WAIT) == 0
+    assert sorted(_runs(root)) == [
+        "done 1",
+        "done 2",
+        "start 1 attempt 1",
+        "start 1 attempt 2",  # the interrupted run counted, as SQS would count it
+        "start 2 attempt 1",
+        "start 2 attempt 2",
+    ]
+    assert _depth(root, "stuck") == (0, 0)
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path: Path) -> None:
+    root = _stuck_project(tmp_path)
+    with running_dev(root, tmp_path / "dev.log", ["--port", "0", "--grace", "600"], _env()) as dev:
+        assert dev.qr("dev", "queue", "stuck", '{"n": 1}').returncode == 0
+        _until(lambda: _runs(root), "the job to start")
+        dev.process.send_signal(signal.SIGINT)
+        _until(lambda: "Ctrl+C again to quit now" in dev.output(), "the grace message")
+        dev.process.send_signal(signal.SIGINT)
+        # the grace is 600 s and the handler sleeps 60 s: only the second Ctrl+C ends it now
+        assert dev.process.wait(timeout=WAIT) == 0
+        output = dev.output()
+    assert "quitting now" in output
+    assert "Traceback" not in output
+    assert _depth(root, "stuck") == (1, 0)

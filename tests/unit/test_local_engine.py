@@ -257,6 +257,14 @@ def test_release_returns_a_job_without_using_an_attempt(engine: Engine, clock: C
     assert not engine.release(claimed)
 
 
+def test_release_of_a_job_that_ran_counts_its_attempt(engine: Engine, clock: Clock) -> None:
+    engine.push(fifo("a", "a0"))
+    (claimed,) = engine.claim("f.fifo", 1, 30)
+    assert engine.release(claimed, count=True)
+    (again,) = engine.claim("f.fifo", 1, 30)
+    assert (again.job_id, again.received_count) == (claimed.job_id, 2)
+
+
 def test_extend_lengthens_the_lease_up_to_twelve_hours(engine: Engine, clock: Clock) -> None:
     engine.push(fifo("a", "a0"))
     engine.push(fifo("a", "a1"))

@@ -48,6 +48,15 @@ def serve(
             help="Serve the dashboard under /_qr/ (default: on when bound to localhost only).",
         ),
     ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            min=0,
+            help="Seconds running jobs and requests get to finish at Ctrl+C (a second Ctrl+C "
+            "quits at once); unfinished jobs go back to their queue.",
+        ),
+    ] = 5.0,
     project: ProjectDir = Path(),
 ) -> None:
     """Serve HTTP and WebSocket on one port, run queues and schedules, reload on save."""
@@ -64,6 +73,7 @@ def serve(
         reload=not no_reload,
         docker=docker,
         dashboard=dashboard,
+        grace=grace,
     )
     run(options)
 

@@ -14,9 +14,13 @@
 4. serves ``DevApp`` with uvicorn on one port. Lifespan start: worker, scheduler, file watcher.
    Once listening: the handler table, the URLs, ``.qr/dev/server.json`` (with the control
    token, ``qr.cli.dev.guard``); a warning when ``--host`` makes it reachable from the network.
-5. Ctrl+C: WebSocket connections are closed with 1001 (going away) first, then uvicorn finishes
-   open requests, then the watcher and scheduler stop and the worker gives in-flight jobs back to
-   the queue (they run again on the next start).
+5. Ctrl+C: the worker and the scheduler take no more work at once, and the console says how long
+   running jobs get (``grace``). WebSocket connections are closed with 1001 (going away), uvicorn
+   lets open requests finish, then jobs and schedule runs still running when the grace ends (or
+   at a second Ctrl+C) are cancelled and their jobs given back to the queue (they run again on
+   the next start). A sync handler's thread cannot be stopped: when one is still running once
+   the event loop is closed, the process ends with ``os._exit`` (after flushing the console)
+   instead of waiting for it, so no handler runs on after ``qr dev`` said it stopped.
 """
 
 from __future__ import annotations
@@ -28,11 +32,18 @@ import functools
 import ipaddress
 import logging
 import os
+import signal
 import socket as socket_module
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from types import FrameType
+from typing import Any, cast
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -64,8 +75,8 @@ from qr.runtime.manifest import Manifest, Schedule
 from qr.runtime.ports import Platform, set_platform
 from qr.runtime.sockets import CLOSE_GOING_AWAY, MAX_MESSAGE_BYTES, SocketDispatch
 
-SHUTDOWN_GRACE = 2.0
-"""Seconds running jobs and schedule runs get to finish at Ctrl+C before being given back."""
+SHUTDOWN_GRACE = 5.0
+"""Seconds running jobs, schedule runs and requests get to finish at Ctrl+C (``--grace``)."""
 CLOCK_SCALE_VARIABLE = "QR_DEV_CLOCK_SCALE"
 """Makes the schedule clock run N times faster (for tests and demos of rate schedules)."""
 
@@ -82,6 +93,8 @@ class DevOptions:
     dashboard: bool | None = None
     """Serve the dashboard under ``/_qr/``. ``None``: only when bound to a loopback address (a
     ``--host`` reachable from the network needs an explicit ``--dashboard``)."""
+    grace: float = SHUTDOWN_GRACE
+    """Seconds running handlers get to finish at Ctrl+C before their jobs are given back."""
 
     @property
     def dashboard_on(self) -> bool:
@@ -166,6 +179,9 @@ class DevServer:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_watching = asyncio.Event()
+        self._quit_now = asyncio.Event()
+        self._grace_ends: float | None = None
+        self._stopped = False
 
     def _http_app(self, manifest: Manifest) -> ASGIApp:
         if self.function is not None:
@@ -201,18 +217,58 @@ class DevServer:
 
     async def start(self) -> None:
         set_platform(self.platform)
+        # Closing the loop must not wait for a sync handler's thread (``os._exit`` does, see run).
+        asyncio.get_running_loop().set_default_executor(_UnjoinedExecutor())
         self.worker.start()
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="qr-scheduler"))
         if self.options.reload:
             self._tasks.append(asyncio.create_task(watch(self.live, self.env, self._stop_watching)))
 
+    def interrupted(self) -> None:
+        """The first Ctrl+C: take no more work; say how long running handlers get."""
+        if self._grace_ends is not None:
+            return
+        grace = self.options.grace
+        self._grace_ends = time.monotonic() + grace
+        self.worker.stop_claiming()
+        for task in self._tasks:  # the scheduler's loop and the file watcher
+            task.cancel()
+        running = len(self.worker.in_flight) + len(self.scheduler.running)
+        if running:
+            jobs = "job" if running == 1 else "jobs"
+            self.log.info(
+                f"stopping: waiting up to {grace:g} s for {running} running {jobs}; "
+                "Ctrl+C again to quit now"
+            )
+        else:
+            self.log.info("stopping")
+
+    def quit_now(self) -> None:
+        """The second Ctrl+C: stop waiting for anything."""
+        if not self._quit_now.is_set():
+            self._quit_now.set()
+            self.log.info("quitting now")
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop_watching.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # Running jobs get a short grace, then go back to their queue (they run at next start).
-        await asyncio.gather(self.scheduler.stop(SHUTDOWN_GRACE), self.worker.stop(SHUTDOWN_GRACE))
+        # Running jobs get the rest of the grace, then go back to their queue (they run at the
+        # next start; the attempt counts, as on SQS).
+        self.worker.stop_claiming()
+        ends = self._grace_ends or time.monotonic() + self.options.grace
+        running = self.worker.in_flight | self.scheduler.running
+        if running and not self._quit_now.is_set():
+            await _wait_until(running, ends, self._quit_now)
+        await asyncio.gather(self.scheduler.stop(0), self.worker.stop(0))
         if self.function is not None:
             await asyncio.to_thread(self.function.close)
         self.engine.close()
@@ -253,7 +309,7 @@ class DevServer:
             log_level="warning",
             ws=ApiGatewayFrames,
             ws_max_size=MAX_MESSAGE_BYTES,
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=max(1, round(self.options.grace)),
         )
         _UvicornServer(config, self).run(sockets=[sock])
 
@@ -262,8 +318,22 @@ class _UvicornServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, dev: DevServer) -> None:
         super().__init__(config)
         self.dev = dev
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Ctrl+C (a signal, on the main thread): tell the dev server at once, on its loop."""
+        first = not self.should_exit
+        super().handle_exit(sig, frame)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if first:
+            loop.call_soon_threadsafe(self.dev.interrupted)
+        elif sig == signal.SIGINT:
+            loop.call_soon_threadsafe(self.dev.quit_now)
 
     async def startup(self, sockets: list[socket_module.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.should_exit or not self.servers:
             return
@@ -280,6 +350,40 @@ class _UvicornServer(uvicorn.Server):
         if closed:
             self.dev.log.info(f"closed {closed} WebSocket connection(s)")
         await super().shutdown(sockets)
+        if self.force_exit and not self.dev.stopped:
+            # uvicorn skips the lifespan shutdown after a second Ctrl+C: the jobs still go back
+            await self.lifespan.shutdown()
+        # uvicorn would raise the signals again once its handlers are gone, as a KeyboardInterrupt
+        # inside the closing loop (or SIGTERM's default action: no cleanup); qr dev is done.
+        self._captured_signals.clear()
+
+
+class _UnjoinedExecutor(ThreadPoolExecutor):
+    """The loop's default executor (sync job handlers run in it). ``asyncio.run`` joins it when
+    the loop closes, which would wait for a stuck handler for as long as it sleeps; this one
+    returns at once and drops what has not started."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=True)
+
+
+async def _wait_until(
+    tasks: Iterable[asyncio.Future[Any]], deadline: float, quit_now: asyncio.Event
+) -> None:
+    """Wait for ``tasks`` to finish, until ``deadline`` (monotonic) or ``quit_now``."""
+    stop: asyncio.Future[Any] = asyncio.ensure_future(quit_now.wait())
+    try:
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        while pending and not stop.done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _, pending = await asyncio.wait(
+                pending | {stop}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            pending.discard(stop)
+    finally:
+        stop.cancel()
 
 
 async def _run_schedule(schedule: Schedule, job_id: str, scheduled_at: datetime) -> object:
@@ -367,3 +471,26 @@ def run(options: DevOptions, out: Output | None = None) -> None:
             sock.close()
     finally:
         lock.release()
+    _leave_stuck_handlers(server.log)
+
+
+def _leave_stuck_handlers(log: DevLog, wait: float = 1.0) -> None:
+    """End the process now when a handler's thread is still running (its job is back on the
+    queue): Python cannot stop a thread, and the interpreter would wait for it at exit."""
+    deadline = time.monotonic() + wait
+    stuck = []
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))  # idle pool threads end at once
+        if thread.is_alive():
+            stuck.append(thread)
+    if not stuck:
+        return
+    count = len(stuck)
+    threads = "thread" if count == 1 else "threads"
+    log.info(f"stopped without waiting for {count} handler {threads} still running")
+    log.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -591,14 +591,16 @@ class Engine:
             self._bury(db, job.seq, error, self.now_ms(), info=info, progress=progress)
             return True
 
-    def release(self, job: Claimed) -> bool:
-        """Give a job back unfinished (graceful shutdown): visible now, the receive not counted."""
+    def release(self, job: Claimed, *, count: bool = False) -> bool:
+        """Give a job back unfinished (graceful shutdown): visible now. The receive is not counted
+        unless ``count`` (the handler ran: as on SQS, where its visibility timeout would run out)."""
+        uncount = 0 if count else 1
         with self._transaction() as db:
             now = self.now_ms()
             cursor = db.execute(
                 "UPDATE jobs SET visible_ms=?, receipt=NULL, "
-                "received_count=MAX(received_count-1, 0) WHERE seq=? AND receipt=?",
-                (now, job.seq, job.receipt),
+                "received_count=MAX(received_count-?, 0) WHERE seq=? AND receipt=?",
+                (now, uncount, job.seq, job.receipt),
             )
             if cursor.rowcount and job.fifo and job.group_id is not None:
                 self._set_group_visible(db, job.queue, job.group_id, job.seq, now)

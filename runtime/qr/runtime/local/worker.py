@@ -18,7 +18,8 @@ handler's model (``PayloadError``) goes to the DLQ at once (``bury``): retrying 
 queue, job id, outcome, duration and attempt (also as ``extra`` fields for the dev console).
 
 ``stop(grace)`` stops claiming, lets running jobs finish for ``grace`` seconds, then cancels the
-rest and gives their jobs back (``Engine.release``: visible at once, the receive not counted).
+rest and gives their jobs back (``Engine.release``: visible at once; the attempt counts, as it
+does on SQS when a consumer goes away and the visibility timeout runs out).
 ``drain()`` runs everything claimable now and returns (``qr.runtime.testing``'s ``run_queue``).
 """
 
@@ -125,13 +126,22 @@ class Worker:
         finally:
             await self.stop()
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; wait ``grace`` s for running jobs, then cancel and release the rest."""
+    @property
+    def in_flight(self) -> set[asyncio.Task[JobOutcome]]:
+        """The jobs running now, one task each."""
+        return set(self._running)
+
+    def stop_claiming(self) -> None:
+        """Claim no more jobs (the running ones go on); ``stop`` finishes the shutdown."""
         self._stopping = True
         for event in self._wakes.values():
             event.set()
         for consumer in self._consumers:
             consumer.cancel()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; wait ``grace`` s for running jobs, then cancel and release the rest."""
+        self.stop_claiming()
         await asyncio.gather(*self._consumers, return_exceptions=True)
         self._consumers.clear()
         if self._running:
@@ -250,7 +260,7 @@ class Worker:
             )
         except asyncio.CancelledError:
             progress.close()
-            self.engine.release(claimed)
+            self.engine.release(claimed, count=True)  # it ran: its attempt counts
             self._log(claimed, "released", started, None)
             raise
         except PayloadError as exc:
