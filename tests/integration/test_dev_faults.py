@@ -4,6 +4,8 @@
   ``KeyboardInterrupt`` fails like any handler: the server goes on serving;
 * Ctrl+C while sync handlers are stuck: a printed, bounded grace, then the process ends without
   them (a second Ctrl+C at once); their jobs run again exactly once at the next start;
+* hot reload imports off the event loop: requests and jobs are served with the previous code
+  during a slow import, and an endless loop at import is abandoned with an error naming the file.
 """
 
 from __future__ import annotations
@@ -189,3 +191,66 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path: Path) -> None:
     assert "quitting now" in output
     assert "Traceback" not in output
     assert _depth(root, "stuck") == (1, 0)
+
+
+SLOW_IMPORT = """
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+(ROOT / "importing").write_text("")
+deadline = time.monotonic() + 60  # the test lets it finish long before
+while not (ROOT / "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.02)
+
+
+def get():
+    return {"slow": "loaded"}
+"""
+
+
+def test_a_slow_import_does_not_stop_the_server_serving_the_previous_code(
+    tmp_path: Path,
+) -> None:
+    root = scaffold(tmp_path)
+    args = ["--port", "0", "--reload-timeout", "120"]
+    with running_dev(root, tmp_path / "dev.log", args, _env()) as dev:
+        (root / "api" / "slow.py").write_text(SLOW_IMPORT, encoding="utf-8")
+        _until(lambda: (root / "importing").exists(), "the reload to import api/slow.py")
+        # the import cannot finish before the file "go" exists: these are served meanwhile
+        assert httpx.get(dev.url + "/", timeout=WAIT).status_code == 200
+        assert httpx.get(dev.url + "/slow", timeout=WAIT).status_code == 404  # the old code
+        pushed = httpx.post(dev.url + "/emails", json={"to": "a@example.com"}, timeout=WAIT)
+        job_id = pushed.json()["job_id"]
+        _until(lambda: f"emails job {job_id} ok" in dev.output(), "the job, on the old code")
+        assert not (root / "go").exists()
+        (root / "go").write_text("")
+        _until(
+            lambda: httpx.get(dev.url + "/slow", timeout=WAIT).status_code == 200,
+            "the new code",
+        )
+        assert httpx.get(dev.url + "/slow", timeout=WAIT).json() == {"slow": "loaded"}
+
+
+def test_an_endless_loop_at_import_is_abandoned_and_the_old_code_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    root = scaffold(tmp_path)
+    args = ["--port", "0", "--reload-timeout", "2"]
+    with running_dev(root, tmp_path / "dev.log", args, _env()) as dev:
+        spin = root / "lib" / "spin.py"
+        spin.write_text("n = 0\nwhile True:\n    n += 1\n", encoding="utf-8")
+        _until(lambda: "reloaded" in dev.output(), "a reload (nothing imports lib/spin.py yet)")
+        route = "import lib.spin\n\n\ndef get():\n    return {'n': lib.spin.n}\n"
+        (root / "api" / "loop.py").write_text(route, encoding="utf-8")
+        _until(lambda: "reload gave up after 2 s: lib/spin.py:" in dev.output(), "the error")
+        assert "still serving the previous code" in dev.output()
+        assert "--reload-timeout" in dev.output()
+        assert httpx.get(dev.url + "/", timeout=WAIT).status_code == 200
+        assert httpx.get(dev.url + "/loop", timeout=WAIT).status_code == 404
+        # the abandoned import was stopped (it held lib.spin's import lock): the fix loads
+        spin.write_text("n = 7\n", encoding="utf-8")
+        _until(lambda: httpx.get(dev.url + "/loop", timeout=WAIT).status_code == 200, "the fix")
+        assert httpx.get(dev.url + "/loop", timeout=WAIT).json() == {"n": 7}
+        dev.process.send_signal(signal.SIGINT)
+        assert dev.process.wait(timeout=WAIT) == 0

@@ -57,6 +57,15 @@ def serve(
             "quits at once); unfinished jobs go back to their queue.",
         ),
     ] = 5.0,
+    reload_timeout: Annotated[
+        float,
+        typer.Option(
+            "--reload-timeout",
+            min=0.1,
+            help="Seconds a hot reload may spend importing changed files before it gives up "
+            "(the previous code keeps serving).",
+        ),
+    ] = 10.0,
     project: ProjectDir = Path(),
 ) -> None:
     """Serve HTTP and WebSocket on one port, run queues and schedules, reload on save."""
@@ -74,6 +83,7 @@ def serve(
         docker=docker,
         dashboard=dashboard,
         grace=grace,
+        reload_timeout=reload_timeout,
     )
     run(options)
 

@@ -57,7 +57,7 @@ from qr.cli.dev.env import DevEnvironment
 from qr.cli.dev.frames import ApiGatewayFrames
 from qr.cli.dev.guard import ControlGuard
 from qr.cli.dev.log import DevLog
-from qr.cli.dev.reload import LiveProject, watch
+from qr.cli.dev.reload import RELOAD_TIMEOUT, LiveProject, watch
 from qr.cli.dev.scheduler import Scheduler, SchedulerClock
 from qr.cli.docker.dev import DockerHttpApp, DockerSocketDispatch, DockerWorker
 from qr.cli.docker.dev import run_schedule as run_docker_schedule
@@ -95,6 +95,8 @@ class DevOptions:
     ``--host`` reachable from the network needs an explicit ``--dashboard``)."""
     grace: float = SHUTDOWN_GRACE
     """Seconds running handlers get to finish at Ctrl+C before their jobs are given back."""
+    reload_timeout: float = RELOAD_TIMEOUT
+    """Seconds a hot reload may spend importing the project before it is abandoned."""
 
     @property
     def dashboard_on(self) -> bool:
@@ -115,7 +117,7 @@ class DevServer:
         self.env.apply()
         _configure_logging(self.log)
         self.function: DockerFunction | None = None
-        self.live = LiveProject(self.root, self._http_app, self.log)
+        self.live = LiveProject(self.root, self._http_app, self.log, timeout=options.reload_timeout)
         manifest = self.live.manifest
         self.engine = Engine(self.root / DB_PATH)
         self.registry = LocalRegistry()
