@@ -180,6 +180,8 @@ class DevServer:
             ),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._feeds: list[asyncio.Task[None]] = []
+        """The scheduler's loop and the file watcher: what brings new work or code."""
         self._stop_watching = asyncio.Event()
         self._quit_now = asyncio.Event()
         self._grace_ends: float | None = None
@@ -222,9 +224,10 @@ class DevServer:
         # Closing the loop must not wait for a sync handler's thread (``os._exit`` does, see run).
         asyncio.get_running_loop().set_default_executor(_UnjoinedExecutor())
         self.worker.start()
-        self._tasks.append(asyncio.create_task(self.scheduler.run(), name="qr-scheduler"))
+        self._feeds.append(asyncio.create_task(self.scheduler.run(), name="qr-scheduler"))
         if self.options.reload:
-            self._tasks.append(asyncio.create_task(watch(self.live, self.env, self._stop_watching)))
+            self._feeds.append(asyncio.create_task(watch(self.live, self.env, self._stop_watching)))
+        self._tasks.extend(self._feeds)
 
     def interrupted(self) -> None:
         """The first Ctrl+C: take no more work; say how long running handlers get."""
@@ -233,7 +236,8 @@ class DevServer:
         grace = self.options.grace
         self._grace_ends = time.monotonic() + grace
         self.worker.stop_claiming()
-        for task in self._tasks:  # the scheduler's loop and the file watcher
+        self._stop_watching.set()
+        for task in self._feeds:
             task.cancel()
         running = len(self.worker.in_flight) + len(self.scheduler.running)
         if running:
@@ -457,6 +461,7 @@ def _loopback(host: str) -> bool:
 
 def run(options: DevOptions, out: Output | None = None) -> None:
     """``qr dev``: serve the project until Ctrl+C."""
+    before = set(threading.enumerate())
     lock = ServerLock(options.root.resolve())
     lock.acquire()
     try:
@@ -473,16 +478,16 @@ def run(options: DevOptions, out: Output | None = None) -> None:
             sock.close()
     finally:
         lock.release()
-    _leave_stuck_handlers(server.log)
+    _leave_stuck_handlers(server.log, before)
 
 
-def _leave_stuck_handlers(log: DevLog, wait: float = 1.0) -> None:
-    """End the process now when a handler's thread is still running (its job is back on the
-    queue): Python cannot stop a thread, and the interpreter would wait for it at exit."""
+def _leave_stuck_handlers(log: DevLog, before: set[threading.Thread], wait: float = 1.0) -> None:
+    """End the process now when a thread the server started (a handler's) still runs (its job
+    is back on the queue): Python cannot stop a thread, and the interpreter would wait for it."""
     deadline = time.monotonic() + wait
     stuck = []
     for thread in threading.enumerate():
-        if thread is threading.current_thread() or thread.daemon:
+        if thread in before or thread.daemon:
             continue
         thread.join(max(0.0, deadline - time.monotonic()))  # idle pool threads end at once
         if thread.is_alive():
