@@ -20,7 +20,8 @@ import pytest
 from websockets.sync.client import connect
 
 from qr.runtime.local.engine import DB_PATH, Engine
-from tests.integration.test_dev_server import WAIT, _until, running_dev, scaffold
+from tests.integration.test_dev_server import running_dev, scaffold
+from tests.waiting import WAIT, exited, until
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def test_a_handler_calling_sys_exit_fails_and_the_server_keeps_serving(tmp_path:
             pushed = dev.qr("dev", "queue", queue, "{}", "--json")
             assert pushed.returncode == 0, pushed.stderr
         # each job fails, retries once (max_attempts 2) and reaches the dead-letter queue
-        _until(lambda: _dead(root, queues), "the three jobs to reach their DLQ")
+        until(lambda: _dead(root, queues), "the three jobs to reach their DLQ")
         assert dev.process.poll() is None
         output = dev.output()
         assert "queues/exits.py: the handler called sys.exit(3) at line 7" in output
@@ -98,11 +99,11 @@ def test_a_handler_calling_sys_exit_fails_and_the_server_keeps_serving(tmp_path:
             assert response.status_code == 500
             assert "called sys.exit" in response.json()["traceback"]
         assert httpx.get(dev.url + "/", timeout=WAIT).status_code == 200
-        _until(lambda: "socket/index.py: the handler called sys.exit(5)" in dev.output(), "log")
+        until(lambda: "socket/index.py: the handler called sys.exit(5)" in dev.output(), "log")
         assert dev.process.poll() is None
 
         dev.process.send_signal(signal.SIGINT)  # a real Ctrl+C still stops it
-        assert dev.process.wait(timeout=WAIT) == 0
+        assert exited(dev.process, "qr dev") == 0
 
 
 STUCK = """
@@ -116,7 +117,7 @@ def handler(payload, job):
     with (ROOT / "runs.log").open("a") as log:
         log.write(f"start {payload['n']} attempt {job.received_count}\\n")
     if (ROOT / "stuck").exists():
-        time.sleep(60)
+        time.sleep(600)
     with (ROOT / "runs.log").open("a") as log:
         log.write(f"done {payload['n']}\\n")
 """
@@ -150,10 +151,10 @@ def test_ctrl_c_waits_a_printed_grace_then_stops_and_the_jobs_run_again_once(
     with running_dev(root, tmp_path / "dev.log", args, _env()) as dev:
         for n in (1, 2):
             assert dev.qr("dev", "queue", "stuck", json.dumps({"n": n})).returncode == 0
-        _until(lambda: len(_runs(root)) == 2, "both jobs to start")
+        until(lambda: len(_runs(root)) == 2, "both jobs to start")
         dev.process.send_signal(signal.SIGINT)
-        # the handlers sleep for 60 s: only leaving them behind ends the process within WAIT
-        assert dev.process.wait(timeout=WAIT) == 0
+        # the handlers sleep for 600 s: only leaving them behind ends the process within WAIT
+        assert exited(dev.process, "qr dev") == 0
         output = dev.output()
     assert "waiting up to 2 s for 2 running jobs; Ctrl+C again to quit now" in output
     assert "Traceback" not in output and "Event loop is closed" not in output
@@ -163,9 +164,9 @@ def test_ctrl_c_waits_a_printed_grace_then_stops_and_the_jobs_run_again_once(
 
     (root / "stuck").unlink()
     with running_dev(root, tmp_path / "again.log", args, _env()) as dev:
-        _until(lambda: sum(line.startswith("done") for line in _runs(root)) == 2, "the reruns")
+        until(lambda: sum(line.startswith("done") for line in _runs(root)) == 2, "the reruns")
         dev.process.send_signal(signal.SIGINT)
-        assert dev.process.wait(timeout=WAIT) == 0
+        assert exited(dev.process, "qr dev") == 0
     assert sorted(_runs(root)) == [
         "done 1",
         "done 2",
@@ -181,12 +182,12 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path: Path) -> None:
     root = _stuck_project(tmp_path)
     with running_dev(root, tmp_path / "dev.log", ["--port", "0", "--grace", "600"], _env()) as dev:
         assert dev.qr("dev", "queue", "stuck", '{"n": 1}').returncode == 0
-        _until(lambda: _runs(root), "the job to start")
+        until(lambda: _runs(root), "the job to start")
         dev.process.send_signal(signal.SIGINT)
-        _until(lambda: "Ctrl+C again to quit now" in dev.output(), "the grace message")
+        until(lambda: "Ctrl+C again to quit now" in dev.output(), "the grace message")
         dev.process.send_signal(signal.SIGINT)
-        # the grace is 600 s and the handler sleeps 60 s: only the second Ctrl+C ends it now
-        assert dev.process.wait(timeout=WAIT) == 0
+        # the grace and the handler sleep are 600 s: only the second Ctrl+C ends it within WAIT
+        assert exited(dev.process, "qr dev") == 0
         output = dev.output()
     assert "quitting now" in output
     assert "Traceback" not in output
@@ -216,16 +217,16 @@ def test_a_slow_import_does_not_stop_the_server_serving_the_previous_code(
     args = ["--port", "0", "--reload-timeout", "120"]
     with running_dev(root, tmp_path / "dev.log", args, _env()) as dev:
         (root / "api" / "slow.py").write_text(SLOW_IMPORT, encoding="utf-8")
-        _until(lambda: (root / "importing").exists(), "the reload to import api/slow.py")
+        until(lambda: (root / "importing").exists(), "the reload to import api/slow.py")
         # the import cannot finish before the file "go" exists: these are served meanwhile
         assert httpx.get(dev.url + "/", timeout=WAIT).status_code == 200
         assert httpx.get(dev.url + "/slow", timeout=WAIT).status_code == 404  # the old code
         pushed = httpx.post(dev.url + "/emails", json={"to": "a@example.com"}, timeout=WAIT)
         job_id = pushed.json()["job_id"]
-        _until(lambda: f"emails job {job_id} ok" in dev.output(), "the job, on the old code")
+        until(lambda: f"emails job {job_id} ok" in dev.output(), "the job, on the old code")
         assert not (root / "go").exists()
         (root / "go").write_text("")
-        _until(
+        until(
             lambda: httpx.get(dev.url + "/slow", timeout=WAIT).status_code == 200,
             "the new code",
         )
@@ -240,17 +241,17 @@ def test_an_endless_loop_at_import_is_abandoned_and_the_old_code_keeps_serving(
     with running_dev(root, tmp_path / "dev.log", args, _env()) as dev:
         spin = root / "lib" / "spin.py"
         spin.write_text("n = 0\nwhile True:\n    n += 1\n", encoding="utf-8")
-        _until(lambda: "reloaded" in dev.output(), "a reload (nothing imports lib/spin.py yet)")
+        until(lambda: "reloaded" in dev.output(), "a reload (nothing imports lib/spin.py yet)")
         route = "import lib.spin\n\n\ndef get():\n    return {'n': lib.spin.n}\n"
         (root / "api" / "loop.py").write_text(route, encoding="utf-8")
-        _until(lambda: "reload gave up after 2 s: lib/spin.py:" in dev.output(), "the error")
+        until(lambda: "reload gave up after 2 s: lib/spin.py:" in dev.output(), "the error")
         assert "still serving the previous code" in dev.output()
         assert "--reload-timeout" in dev.output()
         assert httpx.get(dev.url + "/", timeout=WAIT).status_code == 200
         assert httpx.get(dev.url + "/loop", timeout=WAIT).status_code == 404
         # the abandoned import was stopped (it held lib.spin's import lock): the fix loads
         spin.write_text("n = 7\n", encoding="utf-8")
-        _until(lambda: httpx.get(dev.url + "/loop", timeout=WAIT).status_code == 200, "the fix")
+        until(lambda: httpx.get(dev.url + "/loop", timeout=WAIT).status_code == 200, "the fix")
         assert httpx.get(dev.url + "/loop", timeout=WAIT).json() == {"n": 7}
         dev.process.send_signal(signal.SIGINT)
-        assert dev.process.wait(timeout=WAIT) == 0
+        assert exited(dev.process, "qr dev") == 0
