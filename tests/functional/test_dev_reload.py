@@ -103,3 +103,19 @@ def test_watch_filter(tmp_path: Path) -> None:
     no = ["tests/test_x.py", ".qr/dev/queues.db", ".venv/lib/z.py", "README.md", "api/x.txt"]
     assert all(accept(Change.modified, str(tmp_path / p)) for p in yes)
     assert not any(accept(Change.modified, str(tmp_path / p)) for p in no)
+
+
+def test_watch_filter_reloads_for_a_new_or_removed_folder(tmp_path: Path) -> None:
+    """A file written into a brand-new folder right away can be missed by the watcher (it watches
+    the folder only once it has seen it): the folder's own event must trigger the rescan."""
+    accept = watch_filter(tmp_path)
+    (tmp_path / "api" / "users").mkdir(parents=True)
+    (tmp_path / "tests" / "unit").mkdir(parents=True)
+    (tmp_path / ".cache").mkdir()
+    assert accept(Change.added, str(tmp_path / "api" / "users"))
+    assert accept(Change.deleted, str(tmp_path / "api" / "gone"))
+    assert not accept(Change.added, str(tmp_path / "tests" / "unit"))
+    assert not accept(Change.added, str(tmp_path / ".cache"))
+    assert not accept(Change.deleted, str(tmp_path / "notes.txt"))
+    (tmp_path / "api" / "data.json").write_text("{}")
+    assert not accept(Change.added, str(tmp_path / "api" / "data.json"))

@@ -284,7 +284,8 @@ def _interrupt(thread: threading.Thread) -> None:
 
 
 def watch_filter(root: Path) -> Callable[[Change, str], bool]:
-    """Python files, ``qr.yaml`` and ``.env``; not tests, caches, virtualenvs or ``.qr/``."""
+    """Python files, ``qr.yaml``, ``.env`` and folders made or removed; not tests, caches,
+    virtualenvs or ``.qr/``."""
     root = root.resolve()
 
     def accept(change: Change, path: str) -> bool:
@@ -297,7 +298,16 @@ def watch_filter(root: Path) -> Callable[[Change, str], bool]:
         name = parts[-1]
         if len(parts) == 1 and name in (CONFIG_FILE, ENV_FILE):
             return True
-        return name.endswith(".py") and not name.startswith(".")
+        if name.endswith(".py") and not name.startswith("."):
+            return True
+        # A folder made or removed: the reload rescans the whole tree. The watcher starts watching
+        # a new folder only after it sees it, so a file written into it at once can go unseen
+        # (seen under load); moving a folder in or out gives only the folder's event.
+        if name in _IGNORED_DIRS or name.startswith("."):
+            return False
+        if change == Change.added:
+            return Path(path).is_dir()
+        return change == Change.deleted and "." not in name
 
     return accept
 
