@@ -275,3 +275,48 @@ def test_a_route_under_the_reserved_prefix_is_a_load_error(make_project: MakePro
         scan(root)
     text = str(caught.value)
     assert "api/_qr/stats.py" in text and "/_qr/ is reserved" in text
+
+
+def test_job_page_shows_payload_and_attempts_and_retry_replay_promote(
+    dev: tuple[DevServer, TestClient],
+) -> None:
+    server, client = dev
+    headers = {"X-Qr-Token": server.guard.token}
+
+    def push(payload: object, delay: float = 0) -> str:
+        body = {"payload": payload, "delay": delay}
+        job_id: str = client.post("/_qr/queues/work/push", json=body, headers=headers).json()[
+            "job_id"
+        ]
+        return job_id
+
+    dead = push({"fail": "first"})
+    assert _wait_status(server, dead, "dead") == "dead"
+    page = client.get(f"/_qr/jobs/{dead}").text
+    assert "&#34;fail&#34;: &#34;first&#34;" in page  # the payload as pushed
+    attempt = re.search(
+        r'<li class="attempt" data-attempt="1" data-status="dead">(.*?)</li>', page, re.S
+    )
+    assert attempt is not None and "RuntimeError: asked to fail: first" in attempt.group(1)
+    retried = client.post(f"/_qr/jobs/{dead}/retry", headers=headers).json()
+    assert retried["job_id"] == dead and retried["new_job_id"] != dead
+    assert _wait_status(server, retried["new_job_id"], "dead") == "dead"
+    detail = server.engine.job_detail(retried["new_job_id"])
+    assert detail is not None and detail["origin"] == {"kind": "retry", "id": dead}
+    assert client.post(f"/_qr/jobs/{dead}/retry", headers=headers).status_code == 409  # gone
+
+    done = push({"n": 5})
+    assert _wait_status(server, done, "succeeded") == "succeeded"
+    replayed = client.post(f"/_qr/jobs/{done}/replay", headers=headers).json()
+    assert _wait_status(server, replayed["new_job_id"], "succeeded") == "succeeded"
+    again = server.platform.jobs.get(replayed["new_job_id"]) if server.platform.jobs else None
+    assert again is not None and again.result == {"echo": {"n": 5}}
+    assert client.post(f"/_qr/jobs/{done}/promote", headers=headers).status_code == 409
+
+    later = push({"n": 6}, delay=600)
+    assert client.post(f"/_qr/jobs/{later}/promote", headers=headers).json()["promoted"]
+    assert _wait_status(server, later, "succeeded") == "succeeded"
+    assert client.post("/_qr/jobs/nope/replay", headers=headers).status_code == 404
+    assert client.post("/_qr/jobs/nope/retry", headers=headers).status_code == 404
+    trace = client.get(f"/_qr/trace/{done}").text
+    assert f'data-job-id="{replayed["new_job_id"]}"' in trace

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -340,3 +341,35 @@ def test_ctrl_c_closes_sockets_with_1001_gives_jobs_back_and_stops(dev: DevProce
     finally:
         engine.close()
     assert f"slow job {job_id} released" in dev.output()
+
+
+def test_qr_jobs_replay_cancel_and_the_trace_of_the_pushing_request(dev: DevProcess) -> None:
+    with _ws(dev, "u9") as ws:
+        response = httpx.post(dev.url + "/push", json={"user": "u9", "n": 9}, timeout=WAIT)
+        job_id = response.json()["job_id"]
+        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 9, "job_id": job_id}
+        dev.until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
+        replayed = dev.qr("jobs", "replay", job_id, "--json")
+        assert replayed.returncode == 0, replayed.stderr
+        new_id = json.loads(replayed.stdout)["new_job_id"]
+        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 9, "job_id": new_id}
+    # the job records the request that pushed it; the request's trace lists the job
+    page = httpx.get(f"{dev.url}/_qr/jobs/{job_id}", timeout=WAIT).text
+    found = re.search(r'id="job-origin">http <a href="/_qr/trace/([0-9a-f]+)"', page)
+    assert found is not None, page
+    trace = httpx.get(f"{dev.url}/_qr/trace/{found.group(1)}", timeout=WAIT).text
+    assert "POST /push</strong> → 200" in trace
+    assert f'data-job-id="{job_id}"' in trace and 'data-status="succeeded"' in trace
+    replay_trace = httpx.get(f"{dev.url}/_qr/trace/{job_id}", timeout=WAIT).text
+    assert f'data-job-id="{new_id}"' in replay_trace  # the replay links back to its original
+    queued = dev.qr(
+        "dev", "queue", "notify", '{"user": "nobody", "n": 1}', "--delay", "600", "--json"
+    )
+    delayed_id = json.loads(queued.stdout)["job_id"]
+    cancelled = dev.qr("jobs", "cancel", delayed_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"job {delayed_id} is cancelled" in cancelled.stdout
+    missing = dev.qr("jobs", "retry", "no-such-job")
+    assert missing.returncode == 1 and "no job 'no-such-job'" in missing.stderr
+    # the dashboard's URL is printed at start
+    assert f"dashboard: {dev.url.replace('127.0.0.1', 'localhost')}/_qr/" in dev.output()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from qr.runtime.local import job_state
 from qr.runtime.local.engine import EXPIRED_ERROR, Engine
 from qr.runtime.manifest import Backoff
 from qr.runtime.ports import OutgoingJob
@@ -160,3 +161,35 @@ def test_another_process_pushes_with_the_worker_s_keep_settings(tmp_path: Path) 
     assert dict(cli.keep_results) == {"none": 0.0, "short": 60.0}
     assert cli.job_state(push(cli, "none")) is None
     assert cli.job_state(push(cli, "short")) is not None
+
+
+def test_attempts_are_kept_latest_first_and_old_databases_gain_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)  # a job_state table as qr made it before the dashboard
+    old.execute(job_state.SCHEMA)
+    old.close()
+    engine = Engine(path, random=lambda: 0.0)
+    try:
+        job_id = engine.push(
+            OutgoingJob("q", '{"a": 1}', "application/json"), origin=("http", "r1")
+        ).job_id
+        for _ in range(2):
+            (claimed,) = engine.claim("q", 1, 30, max_attempts=2)
+            engine.fail(
+                claimed,
+                "boom",
+                max_attempts=2,
+                backoff=Backoff(),
+                error_info={"type": "E", "message": f"try {claimed.received_count}"},
+            )
+            engine.promote(job_id)
+        detail = engine.job_detail(job_id)
+        assert detail is not None
+        assert [(a["attempt"], a["status"], a["error"]["message"]) for a in detail["attempts"]] == [
+            (2, "dead", "try 2"),
+            (1, "failed", "try 1"),
+        ]
+        assert detail["body"] == '{"a": 1}' and detail["origin"] == {"kind": "http", "id": "r1"}
+        assert [s.job_id for s in engine.pushed_by("r1")] == [job_id]
+    finally:
+        engine.close()

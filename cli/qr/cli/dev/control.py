@@ -163,6 +163,19 @@ def fire_schedule(root: Path, name: str, *, timeout: float = 930.0) -> dict[str,
     return data
 
 
+def job_action(root: Path, action: str, job_id: str) -> dict[str, Any]:
+    """``qr jobs cancel|retry|replay|promote ID``: the dashboard's job buttons, on the running
+    server (the same request the button sends)."""
+    response = control_request(root, "POST", f"jobs/{job_id}/{action}")
+    if response.status_code == 404:
+        raise QrError(_error(response), "list the jobs with the dashboard (/_qr/jobs)")
+    if response.status_code == 409:
+        raise QrError(_error(response), "open the job in the dashboard to see its status")
+    response.raise_for_status()
+    data: dict[str, Any] = response.json()
+    return data
+
+
 def _error(response: httpx.Response) -> str:
     with contextlib.suppress(ValueError):
         return str(response.json().get("error"))

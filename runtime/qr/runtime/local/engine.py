@@ -256,6 +256,7 @@ class Engine:
                 self.keep_results.setdefault(queue, float(seconds))
             for statement in local_flow.SCHEMA:
                 db.execute(statement)
+            job_state.migrate(db)
 
     def close(self) -> None:
         with self._lock:
@@ -300,15 +301,16 @@ class Engine:
 
     # -- producer ----------------------------------------------------------------------------
 
-    def push(self, job: OutgoingJob) -> PushResult:
-        """Enqueue; a FIFO duplicate within 5 minutes returns the original job's id."""
+    def push(self, job: OutgoingJob, *, origin: tuple[str, str] | None = None) -> PushResult:
+        """Enqueue; a FIFO duplicate within 5 minutes returns the original job's id. ``origin``:
+        ``(kind, id)`` of the request, job, socket message or schedule run that pushed it."""
         fifo = job.queue.endswith(".fifo")
         if fifo and job.group_id is None:
             raise ValueError(f"FIFO queue {job.queue!r} needs a group id")
         if fifo and job.delay:
             raise ValueError(f"FIFO queue {job.queue!r} takes no per-job delay")
         with self._transaction() as db:
-            result = self._insert(db, job, self.now_ms())
+            result = self._insert(db, job, self.now_ms(), origin)
         if not result.duplicate:
             for callback in list(self._subscribers):
                 callback(job.queue)
@@ -324,7 +326,7 @@ class Engine:
                 key = chains.step_key(job_id, index)
                 row = db.execute("SELECT pushed FROM steps WHERE key=?", (key,)).fetchone()
                 if row is None:
-                    pushed = self._insert(db, job, now).job_id
+                    pushed = self._insert(db, job, now, ("job", job_id)).job_id
                     db.execute("INSERT INTO steps VALUES(?,?,?)", (key, pushed, now))
                     row = (pushed,)
                 ids.append(str(row[0]))
@@ -333,7 +335,13 @@ class Engine:
                 callback(queue)
         return ids
 
-    def _insert(self, db: sqlite3.Connection, job: OutgoingJob, now: int) -> PushResult:
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        job: OutgoingJob,
+        now: int,
+        origin: tuple[str, str] | None = None,
+    ) -> PushResult:
         fifo = job.queue.endswith(".fifo")
         params = json.dumps(job.params, separators=(",", ":")) if job.params else None
         dedupe_id = None
@@ -390,6 +398,10 @@ class Engine:
                 user_id=job.user_id,
                 now=now,
                 keep_ms=keep,
+                body=job.body,
+                content_type=job.content_type,
+                group_id=job.group_id,
+                origin=origin,
             )
         if fifo:
             db.execute(
@@ -686,6 +698,119 @@ class Engine:
             for job_id in ids:
                 job_state.finished(db, job_id, "cancelled", now, error=error)
             return len(ids)
+
+    def promote(self, job_id: str) -> bool:
+        """Make a waiting job (delayed, or in its retry backoff) visible now; ``False`` when the
+        job is not waiting (unknown, running, or already visible)."""
+        with self._transaction() as db:
+            now = self.now_ms()
+            row = db.execute(
+                "SELECT seq, queue, group_id FROM jobs WHERE job_id=? AND receipt IS NULL "
+                "AND visible_ms>?",
+                (job_id, now),
+            ).fetchone()
+            if row is None:
+                return False
+            seq, queue, group_id = row
+            db.execute("UPDATE jobs SET visible_ms=? WHERE seq=?", (now, seq))
+            if queue.endswith(".fifo") and group_id is not None:
+                self._set_group_visible(db, queue, group_id, seq, now)
+        for callback in list(self._subscribers):
+            callback(queue)
+        return True
+
+    def retry(self, job_id: str) -> str | None:
+        """Run a failed job again now: a dead one goes back onto its queue as a new job (its new
+        id is returned, the way ``redrive`` moves them all); one waiting out its retry backoff is
+        promoted (its own id is returned). ``None``: the job is neither."""
+        if self.promote(job_id):
+            return job_id
+        with self._transaction() as db:
+            now = self.now_ms()
+            row = db.execute(
+                "SELECT seq, queue, body, content_type, user_id, params, group_id FROM dead "
+                "WHERE job_id=? ORDER BY seq DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            dead_seq, queue, body, content_type, user_id, params, group_id = row
+            fifo = queue.endswith(".fifo")
+            new_id = str(uuid.uuid4())
+            cursor = db.execute(
+                "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, "
+                "group_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (
+                    _next_sequence(db, queue) if fifo else None,
+                    queue,
+                    new_id,
+                    body,
+                    content_type,
+                    user_id,
+                    params,
+                    group_id,
+                    now,
+                    now,
+                ),
+            )
+            seq = int(cursor.lastrowid or 0)
+            if fifo and group_id is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)", (queue, group_id, seq, now)
+                )
+            db.execute("DELETE FROM dead WHERE seq=?", (dead_seq,))
+            keep = self.keep_ms(queue)
+            if keep:
+                job_state.queued(
+                    db,
+                    job_id=new_id,
+                    queue=queue,
+                    seq=seq,
+                    delayed=False,
+                    user_id=user_id,
+                    now=now,
+                    keep_ms=keep,
+                    body=body,
+                    content_type=content_type,
+                    group_id=group_id,
+                    origin=("retry", job_id),
+                )
+        for callback in list(self._subscribers):
+            callback(queue)
+        return new_id
+
+    def replay(self, job_id: str) -> str | None:
+        """Push the job's payload again as a new job (any status, e.g. a succeeded one); returns
+        the new id, ``None`` when the payload is not known (unknown id, or no state kept)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT queue, body, content_type, group_id, user_id FROM job_state "
+                "WHERE job_id=? AND body IS NOT NULL",
+                (job_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        queue, body, content_type, group_id, user_id = row
+        job = OutgoingJob(
+            queue,
+            body,
+            content_type,
+            group_id=group_id,
+            # a FIFO queue would drop the same body within 5 minutes as a duplicate
+            dedupe_id=str(uuid.uuid4()) if queue.endswith(".fifo") else None,
+            user_id=user_id,
+        )
+        return self.push(job, origin=("replay", job_id)).job_id
+
+    def job_detail(self, job_id: str) -> dict[str, Any] | None:
+        """Payload, attempts (latest first) and origin of a job (the dashboard's job page)."""
+        with self._lock:
+            return job_state.detail(self._db, job_id)
+
+    def pushed_by(self, origin_id: str) -> list[JobState]:
+        """The jobs a request, job, socket message or schedule run pushed (oldest first)."""
+        with self._lock:
+            return job_state.pushed_by(self._db, origin_id, self.now_ms())
 
     def dead_jobs(self, queue: str) -> list[DeadJob]:
         with self._lock:

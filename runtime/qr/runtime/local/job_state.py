@@ -47,6 +47,27 @@ CREATE TABLE IF NOT EXISTS job_state(
 ) WITHOUT ROWID
 """
 
+ADDED_COLUMNS = {
+    # what the dashboard shows and replays: the payload as pushed, every attempt, where the job
+    # came from (the request, job, socket message or schedule run that pushed it)
+    "body": "TEXT",
+    "content_type": "TEXT",
+    "group_id": "TEXT",
+    "history": "TEXT",
+    "origin_kind": "TEXT",
+    "origin_id": "TEXT",
+}
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a database made by an older qr lacks (SQLite adds them in place)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(job_state)")}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE job_state ADD COLUMN {name} {kind}")
+    db.execute("CREATE INDEX IF NOT EXISTS job_state_origin ON job_state(origin_id)")
+
+
 _FINAL = "('succeeded','dead','cancelled')"
 _COLUMNS = (
     "s.job_id, s.queue, s.status, s.attempts, s.user_id, s.result, s.error, s.progress, "
@@ -66,11 +87,29 @@ def queued(
     user_id: str | None,
     now: int,
     keep_ms: int,
+    body: str | None = None,
+    content_type: str | None = None,
+    group_id: str | None = None,
+    origin: tuple[str, str] | None = None,
 ) -> None:
+    kind, origin_id = origin if origin is not None else (None, None)
     db.execute(
-        "INSERT OR REPLACE INTO job_state(job_id, queue, seq, status, user_id, queued_ms, keep_ms) "
-        "VALUES(?,?,?,?,?,?,?)",
-        (job_id, queue, seq, "delayed" if delayed else "queued", user_id, now, keep_ms),
+        "INSERT OR REPLACE INTO job_state(job_id, queue, seq, status, user_id, queued_ms, keep_ms, "
+        "body, content_type, group_id, origin_kind, origin_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            job_id,
+            queue,
+            seq,
+            "delayed" if delayed else "queued",
+            user_id,
+            now,
+            keep_ms,
+            body,
+            content_type,
+            group_id,
+            kind,
+            origin_id,
+        ),
     )
 
 
@@ -111,7 +150,9 @@ def finished(
         "progress=COALESCE(?, progress), progress_message=CASE WHEN ? THEN ? "
         "ELSE progress_message END, keep_ms=COALESCE(?, keep_ms), "
         "finished_ms=CASE WHEN ? THEN ? ELSE finished_ms END, "
-        "expires_ms=CASE WHEN ? THEN ?+COALESCE(?, keep_ms) ELSE expires_ms END "
+        "expires_ms=CASE WHEN ? THEN ?+COALESCE(?, keep_ms) ELSE expires_ms END, "
+        "history=json_insert(COALESCE(history, '[]'), '$[#]', json_object('attempt', attempts, "
+        "'status', ?, 'started_ms', started_ms, 'finished_ms', ?, 'error', json(?))) "
         f"WHERE job_id=? AND status NOT IN {_FINAL}",
         (
             status,
@@ -126,10 +167,42 @@ def finished(
             final,
             now,
             keep_ms,
+            status,
+            now,
+            None if error is None else json.dumps(error),
             job_id,
         ),
     )
     return cursor.rowcount == 1
+
+
+def detail(db: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
+    """What the dashboard adds to a job's state: payload, attempts (latest first), origin."""
+    row = db.execute(
+        "SELECT body, content_type, group_id, history, origin_kind, origin_id FROM job_state "
+        "WHERE job_id=?",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    body, content_type, group_id, history, origin_kind, origin_id = row
+    return {
+        "body": body,
+        "content_type": content_type,
+        "group_id": group_id,
+        "attempts": list(reversed(json.loads(history))) if history else [],
+        "origin": None if origin_id is None else {"kind": origin_kind, "id": origin_id},
+    }
+
+
+def pushed_by(db: sqlite3.Connection, origin_id: str, now: int) -> list[JobState]:
+    """The jobs pushed while ``origin_id`` (a request, job, message or schedule run) ran."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} {_FROM} WHERE s.origin_id=? AND (s.expires_ms IS NULL OR "
+        "s.expires_ms>=?) ORDER BY s.queued_ms",
+        (origin_id, now),
+    )
+    return [state for row in rows if (state := _state(row, now)) is not None]
 
 
 def released(db: sqlite3.Connection, job_id: str) -> None:

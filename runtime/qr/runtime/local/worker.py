@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from qr.runtime import context
 from qr.runtime.jobs import JobMessage, JobTimeout, Progress, run_queue_job
 from qr.runtime.local.engine import Claimed, Engine
 from qr.runtime.local.job_state import SqliteJobStore
@@ -59,7 +60,9 @@ class LocalQueuePort:
         self.engine = engine
 
     def send(self, job: OutgoingJob) -> str:
-        return self.engine.push(job).job_id
+        now = context.current()
+        origin = None if now is None else (now.kind, now.request_id)
+        return self.engine.push(job, origin=origin).job_id
 
     def send_steps(self, job_id: str, steps: Sequence[OutgoingJob]) -> list[str]:
         return self.engine.push_steps(job_id, steps)

@@ -52,6 +52,7 @@ from qr.runtime.queues import Queue, QueueError
 from qr.runtime.sockets import SocketTarget
 
 HERE = Path(__file__).parent
+JOB_ACTIONS = ("cancel", "retry", "replay", "promote")
 PAGE_SIZE = 50
 """Jobs per page: the list is read page by page, whatever the number of jobs."""
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
@@ -81,7 +82,7 @@ class Dashboard:
             return (
                 path in _PAGES
                 or path in ("events", "jobs.json")
-                or path.startswith(("static/", "jobs/"))
+                or path.startswith(("static/", "jobs/", "trace/"))
             )
         return path.startswith(("queues/", "jobs/", "sockets/"))
 
@@ -125,7 +126,15 @@ class Dashboard:
             state = await asyncio.to_thread(self.jobs.get, job_id)
             if state is None:
                 return self.html("missing.html", {"what": f"job {job_id}"}, "jobs", 404)
-            return self.html("job.html", {"job": state, "detail": _job_view(state)}, "jobs")
+            extra = await asyncio.to_thread(self.engine.job_detail, job_id)
+            return self.html(
+                "job.html",
+                {"job": state, "detail": _job_view(state), "extra": _extra_view(extra)},
+                "jobs",
+            )
+        if path.startswith("trace/"):
+            context = await asyncio.to_thread(self.trace, path.removeprefix("trace/"))
+            return self.html("trace.html", context, "trace")
         context = await asyncio.to_thread(render[path], request)
         return self.html(f"{path or 'overview'}.html", context, path or "overview")
 
@@ -234,6 +243,36 @@ class Dashboard:
             "handlers": self.live.manifest.socket,
         }
 
+    def trace(self, origin: str) -> dict[str, Any]:
+        """One timeline for a request (or job, message, schedule run) id: its request line, its
+        console lines, the jobs it pushed and theirs in turn, each with its attempts."""
+        events, _, _ = self.feed.since(0)
+        request = next(
+            (e for e in events if e["kind"] == "request" and e["request_id"] == origin), None
+        )
+        lines = [e for e in events if e["kind"] == "log" and origin in e["message"]]
+        jobs: list[dict[str, Any]] = []
+        seen = {origin}
+        frontier = [(origin, 0)]
+        while frontier and len(jobs) < 500:
+            parent, depth = frontier.pop(0)
+            for state in self.engine.pushed_by(parent):
+                if state.job_id in seen:
+                    continue
+                seen.add(state.job_id)
+                extra = _extra_view(self.engine.job_detail(state.job_id))
+                jobs.append({"job": state, "depth": depth, "parent": parent, "extra": extra})
+                frontier.append((state.job_id, depth + 1))
+        own = self.jobs.get(origin)
+        return {
+            "origin": origin,
+            "request": request,
+            "lines": lines,
+            "jobs": jobs,
+            "self_job": own,
+            "self_extra": _extra_view(self.engine.job_detail(origin)) if own else None,
+        }
+
     def log_page(self, request: Request) -> dict[str, Any]:
         return {
             "request_id": request.query_params.get("request", ""),
@@ -292,11 +331,8 @@ class Dashboard:
                 return JSONResponse({"queue": name, "moved": self.engine.redrive(name)})
             if action == "purge":
                 return JSONResponse({"queue": name, "purged": self.engine.purge(name)})
-        if parts[0] == "jobs" and len(parts) == 3 and parts[2] == "cancel":
-            state = self.jobs.cancel(parts[1])
-            if state is None:
-                return _error(f"no job {parts[1]!r} (unknown id, or its state expired)", 404)
-            return JSONResponse(state.to_dict())
+        if parts[0] == "jobs" and len(parts) == 3 and parts[2] in JOB_ACTIONS:
+            return self.job_action(parts[2], parts[1])
         if path == "sockets/send":
             user = str(data.get("user") or "")
             if not user:
@@ -304,6 +340,36 @@ class Dashboard:
             sent = SocketTarget((user,)).send(data.get("message"))
             return JSONResponse({"user": user, "connections": sent})
         return _error(f"unknown dashboard action POST /_qr/{path}", 404)
+
+    def job_action(self, action: str, job_id: str) -> Response:
+        """cancel (``JobStore.cancel``), retry (a dead job back onto its queue, or a failed one
+        out of its backoff now), replay (its payload pushed again), promote (a delayed job now)."""
+        unknown = _error(f"no job {job_id!r} (unknown id, or its state expired)", 404)
+        if action == "cancel":
+            state = self.jobs.cancel(job_id)
+            return unknown if state is None else JSONResponse(state.to_dict())
+        if self.jobs.get(job_id) is None and action != "retry":
+            return unknown
+        if action == "promote":
+            if not self.engine.promote(job_id):
+                return _error(
+                    f"job {job_id} is not waiting (only a delayed job or one waiting to be retried can run now)",
+                    409,
+                )
+            return JSONResponse({"job_id": job_id, "promoted": True})
+        new = self.engine.retry(job_id) if action == "retry" else self.engine.replay(job_id)
+        if new is None:
+            if self.jobs.get(job_id) is None:
+                return unknown
+            if action == "retry":
+                return _error(
+                    f"job {job_id} has not failed (only a dead job or one waiting to be retried can be retried)",
+                    409,
+                )
+            return _error(f"job {job_id}'s payload is not kept (pushed by an older qr)", 409)
+        if new == job_id:  # a failed job waiting out its backoff runs now, as itself
+            return JSONResponse({"job_id": job_id, "promoted": True})
+        return JSONResponse({"job_id": job_id, "new_job_id": new})
 
     def push(self, name: str, data: dict[str, Any]) -> Response:
         queue = Queue(name)
@@ -340,6 +406,31 @@ def _when(value: float | None) -> str:
     if value is None:
         return "-"
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _extra_view(extra: dict[str, Any] | None) -> dict[str, Any]:
+    if extra is None:
+        return {"payload": None, "attempts": [], "origin": None}
+    body, kind = extra["body"], extra["content_type"] or ""
+    payload = body
+    if body is not None and kind.startswith("application/json"):
+        try:
+            payload = json.dumps(json.loads(body), indent=2)
+        except ValueError:
+            payload = body
+    attempts = [
+        {
+            **attempt,
+            "started": _when(
+                None if attempt.get("started_ms") is None else attempt["started_ms"] / 1000
+            ),
+            "finished": _when(
+                None if attempt.get("finished_ms") is None else attempt["finished_ms"] / 1000
+            ),
+        }
+        for attempt in extra["attempts"]
+    ]
+    return {"payload": payload, "attempts": attempts, "origin": extra["origin"]}
 
 
 def _job_view(state: JobState) -> dict[str, Any]:

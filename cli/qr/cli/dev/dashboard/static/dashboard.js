@@ -64,6 +64,14 @@
     } else if (kind === "cancel") {
       data = await act(`jobs/${encodeURIComponent(button.dataset.job)}/cancel`);
       if (data) flash(`job ${data.job_id} is ${data.status}${data.cancel_requested ? " (asked to stop)" : ""}`);
+    } else if (kind === "retry" || kind === "replay" || kind === "promote") {
+      data = await act(`jobs/${encodeURIComponent(button.dataset.job)}/${kind}`);
+      if (data && data.new_job_id) {
+        flash(`${kind}: new job ${data.new_job_id}`);
+        const link = document.createElement("a");
+        link.href = "/_qr/jobs/" + data.new_job_id; link.textContent = " open"; link.id = "new-job";
+        $("#flash").append(link);
+      } else if (data) flash(`job ${data.job_id} runs now`);
     } else if (kind === "run") {
       button.disabled = true;
       data = await act(`schedules/${encodeURIComponent(button.dataset.schedule)}`);
@@ -118,7 +126,7 @@
     cell(row, String(event.duration_ms)); cell(row, event.user || "-");
     const id = cell(row, "");
     const link = document.createElement("a");
-    link.href = "/_qr/logs?request=" + encodeURIComponent(event.request_id);
+    link.href = "/_qr/trace/" + encodeURIComponent(event.request_id);
     link.textContent = event.request_id;
     id.append(link);
     body.prepend(row);
