@@ -54,6 +54,9 @@ from qr.runtime.sockets import SocketTarget
 HERE = Path(__file__).parent
 JOB_ACTIONS = ("cancel", "retry", "replay", "promote")
 PAGE_SIZE = 50
+FRAME_LIMIT = 200
+"""Events per frame of the live stream at most (a page shows the last 200 requests): beyond it
+they count as dropped, so a burst costs the server one bounded frame per tick."""
 """Jobs per page: the list is read page by page, whatever the number of jobs."""
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _PAGES = ("", "queues", "jobs", "schedules", "sockets", "logs")
@@ -296,8 +299,10 @@ class Dashboard:
             feed.readers += 1
             try:
                 yield "retry: 1000\n\n"
+                limit = None  # the first frame carries the history the page asked for
                 while not feed.closed and not await request.is_disconnected():
-                    events, dropped, position = feed.since(position, limit=500)
+                    events, dropped, position = feed.since(position, limit=limit)
+                    limit = FRAME_LIMIT
                     if events or dropped:
                         frame = json.dumps({"events": events, "dropped": dropped})
                         yield f"id: {position}\ndata: {frame}\n\n"
