@@ -253,7 +253,6 @@ class Dashboard:
         request = next(
             (e for e in events if e["kind"] == "request" and e["request_id"] == origin), None
         )
-        lines = [e for e in events if e["kind"] == "log" and origin in e["message"]]
         jobs: list[dict[str, Any]] = []
         seen = {origin}
         frontier = [(origin, 0)]
@@ -266,6 +265,8 @@ class Dashboard:
                 extra = _extra_view(self.engine.job_detail(state.job_id))
                 jobs.append({"job": state, "depth": depth, "parent": parent, "extra": extra})
                 frontier.append((state.job_id, depth + 1))
+        # the console lines naming the id or any job of the trace (each job's own JOB line)
+        lines = [e for e in events if e["kind"] == "log" and any(i in e["message"] for i in seen)]
         own = self.jobs.get(origin)
         return {
             "origin": origin,
