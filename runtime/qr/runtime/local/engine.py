@@ -736,7 +736,7 @@ class Engine:
                 return None
             dead_seq, queue, body, content_type, user_id, params, group_id = row
             fifo = queue.endswith(".fifo")
-            new_id = str(uuid.uuid4())
+            new_id = time_ordered_id(now, self.random)
             cursor = db.execute(
                 "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, "
                 "group_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?)",

@@ -181,18 +181,31 @@ def finished(
 def detail(db: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     """What the dashboard adds to a job's state: payload, attempts (latest first), origin."""
     row = db.execute(
-        "SELECT body, content_type, group_id, history, origin_kind, origin_id FROM job_state "
-        "WHERE job_id=?",
+        "SELECT body, content_type, group_id, history, origin_kind, origin_id, status, attempts, "
+        "started_ms, finished_ms FROM job_state WHERE job_id=?",
         (job_id,),
     ).fetchone()
     if row is None:
         return None
-    body, content_type, group_id, history, origin_kind, origin_id = row
+    body, content_type, group_id, history, origin_kind, origin_id = row[:6]
+    status, attempts, started_ms, finished_ms = row[6:]
+    log: list[dict[str, Any]] = json.loads(history) if history else []
+    if status == "succeeded" and (not log or log[-1]["attempt"] != attempts):
+        # the batch ack (``succeeded``) writes no history: its attempt is the row itself
+        log.append(
+            {
+                "attempt": attempts,
+                "status": status,
+                "started_ms": started_ms,
+                "finished_ms": finished_ms,
+                "error": None,
+            }
+        )
     return {
         "body": body,
         "content_type": content_type,
         "group_id": group_id,
-        "attempts": list(reversed(json.loads(history))) if history else [],
+        "attempts": list(reversed(log)),
         "origin": None if origin_id is None else {"kind": origin_kind, "id": origin_id},
     }
 
