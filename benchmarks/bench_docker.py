@@ -9,8 +9,9 @@ Goals (issues 9 and 16):
   already built (the first launch below builds it if needed and is reported separately).
 
 Also printed, to tell the parts apart: the p50 of a no-op handler's round trip through the pool
-and one container's Runtime API (``ContainerPool.ainvoke`` on the dev server's side, no qr entry
-point and no HTTP server in front), in the same function image.
+and one container's Runtime API (``ContainerPool.ainvoke``, the pool served on the caller's loop
+as the dev server runs it, no qr entry point and no HTTP server in front), in the same function
+image.
 
 Needs a running engine and the local base image (``scripts/docker-up``); the containers use host
 networking like the tests. Every loop is bounded in count and time.
@@ -130,9 +131,17 @@ def _runtime_api_p50(base: Path) -> float:
             samples.append(time.perf_counter() - begin)
         return statistics.median(samples[WARMUP:])
 
+    async def run() -> float:
+        # served on this loop, as the dev server does
+        pool = ContainerPool(client, config, loop=asyncio.get_running_loop())
+        await asyncio.to_thread(pool.start)
+        try:
+            return await measure(pool)
+        finally:
+            await asyncio.to_thread(pool.close)
+
     try:
-        with ContainerPool(client, config) as pool:
-            return asyncio.run(measure(pool))
+        return asyncio.run(run())
     finally:
         client.close()
 

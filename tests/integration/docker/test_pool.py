@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,6 @@ import pytest
 
 from qr.cli.docker.image import BuiltImage
 from qr.cli.docker.pool import (
-    _POLL,
     ContainerCrashed,
     ContainerPool,
     FunctionError,
@@ -177,11 +176,33 @@ def test_sequential_invocations_reuse_the_most_recently_used_container(
     instances = []
     for n in range(8):
         _wait_idle(pool, 2)
-        if n % 2:  # idle long enough for each waiting `next` to time out and wait again
-            time.sleep(_POLL * 1.5)
         instances.append(pool.invoke({"n": n})["instance"])
     assert len(set(instances[1:])) == 1, instances
     # The other one is still there for concurrent work.
     _wait_idle(pool, 2)
     futures = [pool.submit({"n": n, "sleep": 0.3}) for n in range(2)]
     assert len({json.loads(f.result())["instance"] for f in futures}) == 2
+
+
+def test_a_pool_on_the_callers_loop_answers_without_blocking_it(
+    docker_client: Any, function_image: BuiltImage, task: Path
+) -> None:
+    """As the dev server runs it: started from a worker thread while the loop serves the
+    containers' first ``next``, invoked and closed from that loop."""
+    config = PoolConfig(function_image.tag, task, handler="app.handler", size=1, network="host")
+
+    async def run() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        pool = ContainerPool(docker_client, config, loop=loop)
+        await asyncio.to_thread(pool.start)
+        try:
+            assert pool.warm_count() == 1
+            results = [await pool.ainvoke({"n": n}) for n in range(3)]
+            with pytest.raises(FunctionError):
+                await pool.ainvoke({"raise": "x"})
+            return results
+        finally:
+            await asyncio.to_thread(pool.close)
+
+    results = asyncio.run(run())
+    assert [result["event"] for result in results] == [{"n": 0}, {"n": 1}, {"n": 2}]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +19,7 @@ class _Backend:
         self.work: list[Work] = [Work("req-1", b'{"a": 1}', 1_900_000_000_000, "arn:fn")]
         self.results: list[tuple[str, str, bytes]] = []
 
-    def next_invocation(self) -> Work | None:
+    async def next_invocation(self) -> Work | None:
         return self.work.pop(0) if self.work else None
 
     def respond(self, request_id: str, payload: bytes) -> bool:
@@ -152,3 +154,39 @@ def test_connection_close_is_honoured(backend: _Backend) -> None:
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"\r\nDate: " in head
     assert json.loads(body) == {"a": 1}
+
+
+def test_served_on_the_given_event_loop_without_a_thread_hop() -> None:
+    """Under ``qr dev --docker`` the Runtime API runs on the dev server's own loop: the backend
+    is called on that loop's thread, so a handler awaiting an invocation and the container's
+    ``next`` meet through an asyncio future."""
+    threads: list[str] = []
+
+    class Recording(_Backend):
+        async def next_invocation(self) -> Work | None:
+            threads.append(threading.current_thread().name)
+            return await super().next_invocation()
+
+        def respond(self, request_id: str, payload: bytes) -> bool:
+            threads.append(threading.current_thread().name)
+            return super().respond(request_id, payload)
+
+    async def exchange() -> None:
+        server = RuntimeAPIServer(Recording(), loop=asyncio.get_running_loop()).start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(f"GET {PREFIX}/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            await reader.readexactly(len(b'{"a": 1}'))
+            path = f"{PREFIX}/invocation/req-1/response"
+            writer.write(f"POST {path} HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 202 ")
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            server.close()
+
+    asyncio.run(exchange())
+    assert threads == [threading.current_thread().name] * 2

@@ -138,7 +138,7 @@ class DevServer:
         if options.docker:
             settings = DockerSettings.from_environ(environment=self.env.project_values)
             self.function = DockerFunction(manifest, self.platform, settings)
-            self.function.start()
+            self.function.start(start_pool=False)  # the containers start with the loop
             self.live.app = DockerHttpApp(self.function)
             socket_dispatch = cast(SocketDispatch, DockerSocketDispatch(self.function))
             run_schedule = functools.partial(run_docker_schedule, self.function)
@@ -223,6 +223,9 @@ class DevServer:
         set_platform(self.platform)
         # Closing the loop must not wait for a sync handler's thread (``os._exit`` does, see run).
         asyncio.get_running_loop().set_default_executor(_UnjoinedExecutor())
+        if self.function is not None and self.function.pool is None:
+            # The containers' Runtime API is served on this loop: no thread hop per request.
+            await asyncio.to_thread(self.function.start_pool, asyncio.get_running_loop())
         self.worker.start()
         self._feeds.append(asyncio.create_task(self.scheduler.run(), name="qr-scheduler"))
         if self.options.reload:

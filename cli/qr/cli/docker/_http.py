@@ -1,14 +1,14 @@
-"""A small threaded HTTP server for the endpoints qr serves to containers.
+"""A small threaded HTTP server for the local AWS endpoints qr serves to containers.
 
-The Runtime API and the local AWS endpoints are called by code inside the containers, one short
-request at a time (or one long poll per container), so ``http.server`` threads are enough and keep
-them independent of the dev server's event loop. Replies go out in one buffered write with Nagle
-off: otherwise each exchange waits ~40 ms for a delayed ACK between header and body segments.
+They are called by code inside the containers, one short request at a time, so ``http.server``
+threads are enough and keep them independent of the dev server's event loop (the Runtime API,
+two requests per warm invocation, is served on that loop instead: ``runtime_api``). Replies go
+out in one buffered write with Nagle off: otherwise each exchange waits ~40 ms for a delayed ACK
+between header and body segments.
 
-Every warm invocation costs two requests here (``next`` and ``response``), so the request head is
-parsed by hand (``Handler.parse_request``): ``http.server`` hands header parsing to the
-``email`` package, which took longer than the rest of the exchange. The callers are HTTP/1.1
-clients on this machine (``awslambdaric``, boto3); a malformed request line or header is a 400.
+The request head is parsed by hand (``Handler.parse_request``): ``http.server`` hands header
+parsing to the ``email`` package, which took longer than the rest of the exchange. The callers
+are HTTP/1.1 clients on this machine (boto3); a malformed request line or header is a 400.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Handler(BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         """The status line and ``Date`` (formatted once a second), no ``Server`` field."""
         self.send_response_only(code, message)
-        self.send_header("Date", _date())
+        self.send_header("Date", http_date())
 
     def log_message(self, format: str, *args: object) -> None:
         """Requests are not logged: the callers report what matters."""
@@ -119,7 +119,7 @@ class Handler(BaseHTTPRequestHandler):
 _stamp: tuple[int, str] = (-1, "")
 
 
-def _date() -> str:
+def http_date() -> str:
     global _stamp
     now = int(time.time())
     second, text = _stamp  # one tuple: threads never see a half-updated pair

@@ -20,6 +20,7 @@ next invocation tries again. ``reload(manifest)`` repeats stage 2 and restarts t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -137,6 +138,7 @@ class DockerFunction:
         self.image: BuiltImage | None = None
         self.pool: ContainerPool | None = None
         self.aws_server: LocalAwsServer | None = None
+        self._pool_config: PoolConfig | None = None
         self._lifecycle = threading.Lock()
         config = manifest.config
         self.function_name = f"{config.name}-{STAGE}"
@@ -145,7 +147,8 @@ class DockerFunction:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, start_pool: bool = True) -> None:
+        """Stages 1-5; with ``start_pool=False`` stage 5 waits for ``start_pool(loop)``."""
         if self.client is None:
             self.client = connect()
         config = self.manifest.config
@@ -171,24 +174,29 @@ class DockerFunction:
         )
         self.aws_server = LocalAwsServer(aws, listen)
         self.aws_server.start()
-        self.pool = ContainerPool(
-            self.client,
-            PoolConfig(
-                self.image.tag,
-                task,
-                handler=self.handler,
-                size=self.settings.concurrency,
-                timeout=HTTP_TIMEOUT,
-                function_name=self.function_name,
-                memory_mb=config.memory,
-                region=config.region,
-                environment=self.environment(),
-                network=self.settings.network,
-                listen=listen,
-                labels={PROJECT_LABEL: str(self.manifest.root)},
-            ),
-            on_log=_log_line,
+        self._pool_config = PoolConfig(
+            self.image.tag,
+            task,
+            handler=self.handler,
+            size=self.settings.concurrency,
+            timeout=HTTP_TIMEOUT,
+            function_name=self.function_name,
+            memory_mb=config.memory,
+            region=config.region,
+            environment=self.environment(),
+            network=self.settings.network,
+            listen=listen,
+            labels={PROJECT_LABEL: str(self.manifest.root)},
         )
+        if start_pool:
+            self.start_pool()
+
+    def start_pool(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Stage 5 (blocking: not on ``loop``): the warm containers, their Runtime API served on
+        ``loop`` - the dev server's own, so its handlers reach them with no thread hop - or on
+        a loop of the pool's own."""
+        assert self._pool_config is not None and self.image is not None, "start() first"
+        self.pool = ContainerPool(self.client, self._pool_config, on_log=_log_line, loop=loop)
         self.pool.start()
         log.info(
             "%d warm container(s) of %s running %s",

@@ -15,6 +15,13 @@ fails to import) stays dead with its output kept: the invocations it would have 
 dev server itself never goes down. Any other exit (a timeout kill, a crash mid-invocation) is
 replaced at once so the pool stays warm.
 
+The pool lives on one asyncio event loop (the dev server's own under ``qr dev --docker``, else
+one of its own on a thread): the containers' Runtime API servers, the idle stack and queue, the
+invocations' futures and the timeout timers are all there, so ``ainvoke`` from a handler on that
+loop hands its event to a waiting ``next`` and gets the result back without a thread hop.
+Blocking engine calls (start, kill, remove) stay off the loop, except reviving a container
+that died during init, which the next invocation does first.
+
 Container stdout/stderr are followed (``attach``, demultiplexed) and handed to ``on_log`` line by
 line with the request id the container is working on. ``restart()`` replaces every container,
 which is how a code change reaches them (the code is bind-mounted read-only at ``/var/task``).
@@ -23,25 +30,24 @@ which is how a code change reaches them (the code is bind-mounted read-only at `
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import heapq
+import functools
 import itertools
 import json
-import queue
 import struct
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from qr.cli.docker.image import TASK_ROOT
-from qr.cli.docker.runtime_api import RuntimeAPIServer, Work
+from qr.cli.docker.runtime_api import LoopThread, RuntimeAPIServer, Work
 
 Stream = Literal["stdout", "stderr"]
 POOL_LABEL = "dev.qr.pool"
@@ -114,8 +120,9 @@ class PoolConfig:
 @dataclass
 class _Job:
     work: Work
-    future: Future[bytes]
+    future: asyncio.Future[bytes]
     timeout: float
+    timer: asyncio.TimerHandle | None = None
 
 
 class ContainerPool:
@@ -125,23 +132,24 @@ class ContainerPool:
         config: PoolConfig,
         *,
         on_log: Callable[[LogLine], None] = lambda line: None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.client = client
         self.config = config
         self.on_log = on_log
         self.id = uuid.uuid4().hex[:12]
+        self._own = LoopThread("qr-docker-pool") if loop is None else None
+        self.loop: asyncio.AbstractEventLoop = loop or self._own.loop  # type: ignore[union-attr]
+        """Where the Runtime API servers run and every invocation's state lives."""
         self._pending: deque[_Job] = deque()
-        """Invocations no container has taken yet, oldest first."""
+        """Invocations no container has taken yet, oldest first (on the loop only)."""
         self._idle: list[_Slot] = []
-        """Containers waiting in ``next``, the most recently idle last."""
-        self._dispatch = threading.Lock()
-        """Guards ``_pending`` and ``_idle`` (kept apart from ``_lock``: it is taken per
-        invocation)."""
+        """Containers waiting in ``next``, the most recently idle last (on the loop only)."""
         self._lock = threading.Lock()
+        """Guards ``_slots`` (changed from the loop, the log threads and ``restart``)."""
         self._slots: list[_Slot] = []
         self._counter = itertools.count(1)
         self._closed = False
-        self._deadlines = _Deadlines()
         self.last_crash: list[str] = []
 
     @property
@@ -151,8 +159,9 @@ class ContainerPool:
         )
 
     def start(self) -> ContainerPool:
-        """Start ``size`` containers and wait (bounded) until each is warm or has crashed."""
-        self._deadlines.start()
+        """Start ``size`` containers and wait (bounded) until each is warm or has crashed.
+
+        Not from the pool's loop: the containers' first ``next`` is served there."""
         with self._lock:
             self._slots = [self._new_slot() for _ in range(self.config.size)]
         self._wait_started(self._slots)
@@ -174,8 +183,12 @@ class ContainerPool:
             slots, self._slots = self._slots, []
         for slot in slots:
             slot.stop()
-        self._deadlines.close()
-        self._fail_queued(lambda job: InvocationFailed(job.work.request_id, "the pool was closed"))
+        self.on_loop(
+            self._fail_queued,
+            lambda job: InvocationFailed(job.work.request_id, "the pool was closed"),
+        )
+        if self._own is not None:
+            self._own.close()
 
     def __enter__(self) -> ContainerPool:
         return self.start()
@@ -188,22 +201,40 @@ class ContainerPool:
 
     def idle_count(self) -> int:
         """Containers waiting for work right now."""
-        with self._dispatch:
-            return len(self._idle)
+        return len(self._idle)
+
+    def on_loop(self, action: Callable[..., object], *args: Any) -> None:
+        """Run ``action`` on the pool's loop and wait for it (at once when already there, or
+        when the loop no longer runs)."""
+        loop = self.loop
+        if loop.is_closed() or not loop.is_running() or _running_loop() is loop:
+            action(*args)
+            return
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                action(*args)
+            finally:
+                done.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # closed meanwhile
+            action(*args)
+            return
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            done.result(timeout=10)
 
     def submit(
         self, event: Any, *, request_id: str | None = None, timeout: float | None = None
-    ) -> Future[bytes]:
-        """Queue an invocation; the future holds the raw response payload."""
-        request_id = request_id or str(uuid.uuid4())
-        seconds = self.config.timeout if timeout is None else timeout
-        payload = event if isinstance(event, bytes) else json.dumps(event).encode()
-        deadline_ms = int((time.time() + seconds) * 1000)
-        job = _Job(Work(request_id, payload, deadline_ms, self.arn), Future(), seconds)
-        self._revive()
-        self._hand_out(job)
-        self._fail_if_all_dead()
-        return job.future
+    ) -> concurrent.futures.Future[bytes]:
+        """Queue an invocation from another thread; the future holds the raw response payload."""
+
+        async def run() -> bytes:
+            return await self._submit(event, request_id, timeout)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop)
 
     def invoke(
         self, event: Any, *, request_id: str | None = None, timeout: float | None = None
@@ -214,38 +245,53 @@ class ContainerPool:
     async def ainvoke(
         self, event: Any, *, request_id: str | None = None, timeout: float | None = None
     ) -> Any:
-        future = self.submit(event, request_id=request_id, timeout=timeout)
-        payload: bytes = await asyncio.wrap_future(future)
+        if asyncio.get_running_loop() is self.loop:
+            payload = await self._submit(event, request_id, timeout)
+        else:
+            future = self.submit(event, request_id=request_id, timeout=timeout)
+            payload = await asyncio.wrap_future(future)
         return json.loads(payload)
+
+    def _submit(
+        self, event: Any, request_id: str | None, timeout: float | None
+    ) -> asyncio.Future[bytes]:
+        """Hand out an invocation (on the loop); its future holds the raw response payload."""
+        request_id = request_id or str(uuid.uuid4())
+        seconds = self.config.timeout if timeout is None else timeout
+        payload = event if isinstance(event, bytes) else json.dumps(event).encode()
+        deadline_ms = int((time.time() + seconds) * 1000)
+        job = _Job(
+            Work(request_id, payload, deadline_ms, self.arn), self.loop.create_future(), seconds
+        )
+        self._revive()
+        self._hand_out(job)
+        self._fail_if_all_dead()
+        return job.future
 
     def _hand_out(self, job: _Job, *, first: bool = False) -> None:
         """To the most recently idle container, else into the queue (``first``: at its head)."""
-        with self._dispatch:
-            while self._idle:
-                slot = self._idle.pop()
-                if slot._serving():
-                    slot._mailbox.put(job)
-                    return
-            if first:
-                self._pending.appendleft(job)
-            else:
-                self._pending.append(job)
+        while self._idle:
+            slot = self._idle.pop()
+            if slot._deliver(job):
+                return
+        if first:
+            self._pending.appendleft(job)
+        else:
+            self._pending.append(job)
 
     def _take(self, slot: _Slot) -> _Job | None:
         """The oldest waiting invocation, or ``None`` after marking ``slot`` idle."""
-        with self._dispatch:
-            if self._pending:
-                return self._pending.popleft()
-            self._idle.append(slot)
-            return None
+        if self._pending:
+            return self._pending.popleft()
+        self._idle.append(slot)
+        return None
 
     def _leave_idle(self, slot: _Slot) -> bool:
-        """Take ``slot`` off the idle stack; ``False`` when work was handed to it meanwhile."""
-        with self._dispatch:
-            if slot in self._idle:
-                self._idle.remove(slot)
-                return True
-            return False
+        """Take ``slot`` off the idle stack; ``False`` when it was not on it."""
+        if slot in self._idle:
+            self._idle.remove(slot)
+            return True
+        return False
 
     def _new_slot(self) -> _Slot:
         slot = _Slot(self, f"qr-{self.config.function_name}-{self.id}-{next(self._counter)}")
@@ -267,6 +313,7 @@ class ContainerPool:
                     self._slots[index] = self._new_slot()
 
     def _slot_exited(self, slot: _Slot) -> None:
+        """From the slot's log thread, after the container exited."""
         with self._lock:
             if self._closed or slot not in self._slots:
                 return
@@ -274,7 +321,7 @@ class ContainerPool:
                 self.last_crash = list(slot.output)
             else:
                 self._slots[self._slots.index(slot)] = self._new_slot()
-        self._fail_if_all_dead()
+        self.on_loop(self._fail_if_all_dead)
 
     def _fail_if_all_dead(self) -> None:
         with self._lock:
@@ -288,8 +335,7 @@ class ContainerPool:
         )
 
     def _fail_queued(self, error: Callable[[_Job], InvocationFailed]) -> None:
-        with self._dispatch:
-            jobs, self._pending = list(self._pending), deque()
+        jobs, self._pending = list(self._pending), deque()
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(error(job))
@@ -312,57 +358,11 @@ class ContainerPool:
         return env
 
 
-class _Deadlines:
-    """The platform's timeouts for the whole pool: one watcher thread and a heap of deadlines.
-
-    Handing out work only pushes onto the heap (a ``threading.Timer`` per invocation started a
-    thread per request, and starting one waits for it to run: ~0.3 ms of every warm request).
-    The watcher wakes at the earliest deadline or every ``_TICK`` seconds, whichever comes first,
-    so a deadline pushed while it sleeps fires at most ``_TICK`` late.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Job, _Slot]] = []
-        self._order = itertools.count()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="qr-docker-deadlines", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._closed.set()
-
-    def add(self, job: _Job, slot: _Slot) -> None:
-        with self._lock:
-            entry = (time.monotonic() + job.timeout, next(self._order), job, slot)
-            heapq.heappush(self._heap, entry)
-
-    def _run(self) -> None:
-        while not self._closed.wait(self._wait()):
-            for job, slot in self._expired():
-                slot._timed_out(job)
-
-    def _wait(self) -> float:
-        with self._lock:
-            if not self._heap:
-                return _TICK
-            return min(_TICK, max(0.0, self._heap[0][0] - time.monotonic()))
-
-    def _expired(self) -> list[tuple[_Job, _Slot]]:
-        now, expired = time.monotonic(), []
-        with self._lock:
-            while self._heap and (self._heap[0][0] <= now or self._heap[0][2].future.done()):
-                _, _, job, slot = heapq.heappop(self._heap)
-                if not job.future.done():
-                    expired.append((job, slot))
-        return expired
-
-
-_TICK = 0.05
-_POLL = 0.5
-"""Seconds a waiting ``next`` sleeps before it checks the container is still wanted."""
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Slot:
@@ -381,11 +381,12 @@ class _Slot:
         self.container: Any = None
         self._stopping = False
         self._lock = threading.Lock()
-        self._mailbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        """Work handed to this container while it waits in ``next`` (``None``: stop waiting)."""
+        """Guards ``current`` and ``history`` (read by the log thread)."""
+        self._waiter: asyncio.Future[_Job | None] | None = None
+        """The waiting ``next``'s future while this container is idle (``None``: stop waiting)."""
         config = pool.config
         default = "127.0.0.1" if config.network == "host" else "0.0.0.0"
-        self.server = RuntimeAPIServer(self, config.listen or default)
+        self.server = RuntimeAPIServer(self, config.listen or default, loop=pool.loop)
 
     def start(self) -> None:
         config = self.pool.config
@@ -410,52 +411,53 @@ class _Slot:
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake()
+        self.pool.on_loop(self._wake)
         _quietly(self.container.remove, force=True)
         self.server.close()
 
     def _wake(self) -> None:
         """A ``next`` waiting on this container returns (stopping, or the container died)."""
         if self.pool._leave_idle(self):
-            self._mailbox.put(None)
+            self._deliver(None)
 
-    # RuntimeBackend, called from the server's threads
-    def next_invocation(self) -> Work | None:
+    def _deliver(self, job: _Job | None) -> bool:
+        """Complete the waiting ``next`` with ``job``; ``False`` when none waits any more."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return False
+        waiter.set_result(job)
+        return True
+
+    # RuntimeBackend, called on the pool's loop
+    async def next_invocation(self) -> Work | None:
         with self._lock:
             self.current = None
             if self.state == "starting":
                 self.state = "ready"
                 self.started.set()
+        pool = self.pool
         while self._serving():
-            job = self.pool._take(self) or self._wait_for_work()
-            if job is None:  # woken to stop
-                continue
+            job = pool._take(self)
+            if job is None:
+                self._waiter = pool.loop.create_future()
+                try:
+                    job = await self._waiter
+                finally:  # also when the connection's task is cancelled
+                    self._waiter = None
+                    pool._leave_idle(self)
+                if job is None:  # woken to stop
+                    continue
             if job.future.done():  # failed while queued
                 continue
             if not self._serving():
-                self.pool._hand_out(job, first=True)
+                pool._hand_out(job, first=True)
                 return None
             with self._lock:
                 self.current = job
                 self.history.append((job.work.request_id, time.time(), None))
-            self.pool._deadlines.add(job, self)
+            job.timer = pool.loop.call_later(job.timeout, self._timed_out, job)
             return job.work
         return None
-
-    def _wait_for_work(self) -> _Job | None:
-        """Wait on the idle stack until work is handed over; ``None`` when no longer wanted.
-
-        The place on the stack is kept while waiting (leaving and coming back would make this
-        the most recently idle container again)."""
-        while True:
-            try:
-                return self._mailbox.get(timeout=_POLL)
-            except queue.Empty:
-                if self._serving():
-                    continue
-                if self.pool._leave_idle(self):
-                    return None
-                return self._mailbox.get()  # handed out just now: it is there
 
     def _serving(self) -> bool:
         return not self._stopping and self.state != "dead"
@@ -488,9 +490,13 @@ class _Slot:
                 return None
             if self.history and self.history[-1][0] == request_id:
                 self.history[-1] = (request_id, self.history[-1][1], time.time())
-            return job
+        if job.timer is not None:
+            job.timer.cancel()
+        return job
 
     def _timed_out(self, job: _Job) -> None:
+        """On the loop, when ``job`` ran out of time: fail it and kill the container (Lambda
+        resets the sandbox); the kill runs off the loop."""
         if job.future.done():
             return
         job.future.set_exception(
@@ -498,7 +504,7 @@ class _Slot:
                 job.work.request_id, f"the function timed out after {job.timeout:g} seconds"
             )
         )
-        _quietly(self.container.kill)
+        self.pool.loop.run_in_executor(None, functools.partial(_quietly, self.container.kill))
 
     def _follow(self) -> None:
         """Stream the container's output until it exits, then report the exit.
@@ -575,6 +581,16 @@ class _Slot:
         return None
 
     def _exited(self) -> None:
+        """From the log thread: the container is gone."""
+        self.pool.on_loop(self._gone)
+        if not self._stopping:
+            self.server.close()
+            _quietly(self.container.remove, force=True)
+            self.pool._slot_exited(self)
+        self.started.set()
+
+    def _gone(self) -> None:
+        """On the loop: no more work here; the invocation it was running failed."""
         with self._lock:
             was_starting = self.state == "starting"
             self.state = "dead"
@@ -583,6 +599,8 @@ class _Slot:
         if was_starting and not self._stopping:
             self.init_crashed = True
         if job is not None and not job.future.done():
+            if job.timer is not None:
+                job.timer.cancel()
             job.future.set_exception(
                 ContainerCrashed(
                     job.work.request_id,
@@ -590,11 +608,6 @@ class _Slot:
                     list(self.output),
                 )
             )
-        if not self._stopping:
-            self.server.close()
-            _quietly(self.container.remove, force=True)
-            self.pool._slot_exited(self)
-        self.started.set()
 
 
 _SLACK = 0.002
