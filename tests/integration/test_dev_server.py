@@ -341,6 +341,8 @@ def test_qr_jobs_replay_cancel_and_the_trace_of_the_pushing_request(dev: DevProc
     assert "POST /push</strong> → 200" in trace
     assert f'data-job-id="{job_id}"' in trace and 'data-status="succeeded"' in trace
     assert f"notify job {job_id} ok" in trace  # the job's own console line
+    # the socket message the job sent to u9, recorded with the job as its origin
+    assert f'class="trace-socket" data-origin="{job_id}" data-user="u9"' in trace
     replay_trace = httpx.get(f"{dev.url}/_qr/trace/{job_id}", timeout=WAIT).text
     assert f'data-job-id="{new_id}"' in replay_trace  # the replay links back to its original
     queued = dev.qr(

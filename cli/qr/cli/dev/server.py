@@ -51,7 +51,7 @@ from starlette.types import ASGIApp
 from qr.cli.console import Output
 from qr.cli.dev.app import DevApp
 from qr.cli.dev.control import ServerLock, remove_state, write_state
-from qr.cli.dev.dashboard.feed import Feed
+from qr.cli.dev.dashboard.feed import Feed, FeedSockets
 from qr.cli.dev.dashboard.pages import Dashboard
 from qr.cli.dev.env import DevEnvironment
 from qr.cli.dev.frames import ApiGatewayFrames
@@ -66,7 +66,7 @@ from qr.cli.errors import QrError
 from qr.cli.routes_table import print_routes
 from qr.runtime.http import create_app
 from qr.runtime.jobs import run_schedule_job
-from qr.runtime.local.connections import LocalRegistry, LocalSockets
+from qr.runtime.local.connections import LocalRegistry
 from qr.runtime.local.engine import DB_PATH, Engine
 from qr.runtime.local.job_state import SqliteJobStore
 from qr.runtime.local.websocket import LocalSocketApp
@@ -121,7 +121,7 @@ class DevServer:
         manifest = self.live.manifest
         self.engine = Engine(self.root / DB_PATH)
         self.registry = LocalRegistry()
-        self.sockets = LocalSockets()
+        self.sockets = FeedSockets(self.feed, self.registry)
         self.platform = Platform(
             "local",
             LocalQueuePort(self.engine),

@@ -17,6 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from qr.runtime import context
+from qr.runtime.local.connections import LocalRegistry, LocalSockets
+
 SIZE = 2000
 """Events kept (the Logs page's history, and how far a reader may fall behind)."""
 TICK = 0.25
@@ -63,3 +66,27 @@ class Feed:
             dropped += len(fresh) - limit
             fresh = fresh[-limit:]
         return fresh, dropped, max(seq, newest)
+
+
+class FeedSockets(LocalSockets):
+    """``qr dev``'s socket port: delivers like ``LocalSockets`` and puts each message on the feed
+    with the id of the request, job, socket message or schedule run that sent it (the dashboard's
+    trace shows them). One append per message; the message itself is not kept, only its size."""
+
+    def __init__(self, feed: Feed, registry: LocalRegistry) -> None:
+        super().__init__()
+        self.feed = feed
+        self.registry = registry
+
+    def send(self, connection_id: str, data: str | bytes) -> bool:
+        delivered = super().send(connection_id, data)
+        now = context.current()
+        self.feed.publish(
+            "socket",
+            origin=None if now is None else now.request_id,
+            connection=connection_id,
+            user=self.registry.user_of(connection_id),
+            size=len(data),
+            delivered=delivered,
+        )
+        return delivered

@@ -265,6 +265,7 @@ class Dashboard:
                 extra = _extra_view(self.engine.job_detail(state.job_id))
                 jobs.append({"job": state, "depth": depth, "parent": parent, "extra": extra})
                 frontier.append((state.job_id, depth + 1))
+        sockets = [e for e in events if e["kind"] == "socket" and e["origin"] in seen]
         # the console lines naming the id or any job of the trace (each job's own JOB line)
         lines = [e for e in events if e["kind"] == "log" and any(i in e["message"] for i in seen)]
         own = self.jobs.get(origin)
@@ -272,6 +273,7 @@ class Dashboard:
             "origin": origin,
             "request": request,
             "lines": lines,
+            "sockets": sockets,
             "jobs": jobs,
             "self_job": own,
             "self_extra": _extra_view(self.engine.job_detail(origin)) if own else None,
