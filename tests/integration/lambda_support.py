@@ -10,6 +10,8 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from qr.runtime.aws._clients import Clients
+
 PROVIDED_BY_LAMBDA = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six")
 """boto3 and its dependencies: what every Lambda Python runtime has in /var/runtime."""
 
@@ -50,6 +52,22 @@ def create_jobs_table(dynamodb: Any, name: str) -> None:
         AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+def moto_clients(url: str) -> Clients:
+    """The adapters' ``Clients``, with boto3 clients of test credentials pointed at ``url``."""
+
+    def factory(service: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", url)
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            **kwargs,
+        )
+
+    return Clients(factory)
 
 
 @contextmanager

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import pytest
 from moto.backends import get_backend
 
@@ -19,27 +17,12 @@ from qr.runtime.aws.dynamodb import TTL_ATTRIBUTE, DynamoConnections
 from qr.runtime.aws.sqs import SqsQueues
 from qr.runtime.aws.ssm import load_parameters
 from qr.runtime.ports import OutgoingJob
-from tests.integration.lambda_support import create_connections_table, moto_server
+from tests.integration.lambda_support import create_connections_table
 
 pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def clients(moto_url: str) -> Clients:
-    def factory(service: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("endpoint_url", moto_url)
-        return boto3.client(service, region_name=REGION, **CREDENTIALS, **kwargs)  # type: ignore[call-overload]
-
-    return Clients(factory)
 
 
 def _queue(clients: Clients, name: str, **attributes: str) -> str:

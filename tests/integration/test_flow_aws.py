@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from qr.runtime import ports
 from qr.runtime.aws._clients import Clients
 from qr.runtime.aws.entry import LambdaRuntime
 from tests.conftest import MakeProject
-from tests.integration.lambda_support import create_connections_table, moto_server
+from tests.integration.lambda_support import create_connections_table
 
 pytestmark = pytest.mark.integration
 
@@ -30,21 +29,6 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 _TESTS = iter(range(1_000_000))
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def clients(moto_url: str) -> Clients:
-    def factory(service: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("endpoint_url", moto_url)
-        return boto3.client(service, region_name=REGION, **CREDENTIALS, **kwargs)  # type: ignore[call-overload]
-
-    return Clients(factory)
 
 
 class Aws:

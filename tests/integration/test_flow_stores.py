@@ -5,17 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from qr.runtime.aws._clients import Clients
 from qr.runtime.aws.flow import DynamoBuckets
 from qr.runtime.flow import BucketStore, RateLimit
 from qr.runtime.local.engine import Engine
 from qr.runtime.local.flow import LocalBuckets
-from tests.integration.lambda_support import create_connections_table, moto_server
+from tests.integration.lambda_support import create_connections_table, moto_clients
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -45,17 +36,7 @@ def store(
         engine.close()
         return
 
-    def factory(service: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("endpoint_url", moto_url)
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            **kwargs,
-        )
-
-    clients = Clients(factory)
+    clients = moto_clients(moto_url)
     table = f"flow-{tmp_path.name[-20:].strip('_')}"
     create_connections_table(clients.get("dynamodb"), table)  # the same pk/sk shape
     yield DynamoBuckets(table, clients, clock=clock), clock

@@ -9,17 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from qr.runtime.aws._clients import Clients
 from qr.runtime.aws.job_state import DynamoJobStore
 from qr.runtime.local.engine import Engine
 from qr.runtime.local.job_state import SqliteJobStore
 from qr.runtime.ports import JobStart, JobStore
-from tests.integration.lambda_support import create_jobs_table, moto_server
+from tests.integration.lambda_support import create_jobs_table, moto_clients
 
 pytestmark = pytest.mark.integration
 
@@ -35,26 +32,6 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-def moto_clients(url: str) -> Clients:
-    def factory(service: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("endpoint_url", url)
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            **kwargs,
-        )
-
-    return Clients(factory)
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

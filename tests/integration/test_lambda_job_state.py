@@ -21,8 +21,7 @@ from qr.runtime import ports
 from qr.runtime.aws.entry import LambdaRuntime
 from qr.runtime.aws.job_state import DynamoJobStore, JobStateTooLarge
 from tests.conftest import MakeProject
-from tests.integration.lambda_support import create_jobs_table, moto_server
-from tests.integration.test_job_stores import moto_clients
+from tests.integration.lambda_support import create_jobs_table, moto_clients
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("restore_logging")]
 
@@ -45,12 +44,6 @@ FILES = {
             return {"done": payload.get("n")}
     """,
 }
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
 
 
 class Lambda:
