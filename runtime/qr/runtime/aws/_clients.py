@@ -9,6 +9,7 @@ adapter at a moto server. Tests may also pass their own ``factory``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,17 @@ class Clients:
 
         config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5)
         return boto3.session.Session().client(service, config=config, **kwargs)  # type: ignore[call-overload]
+
+
+class DynamoTable:
+    """What an adapter on one DynamoDB table keeps: the table's name, the clients and a clock."""
+
+    def __init__(
+        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table = table
+        self._clients = clients
+        self._clock = clock
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -18,12 +18,10 @@ superseded. The item expires a day after the window of its last push.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from qr.runtime import flow
-from qr.runtime.aws._clients import Clients, error_code
+from qr.runtime.aws._clients import DynamoTable, error_code
 from qr.runtime.flow import Bucket, RateLimit
 
 TTL_ATTRIBUTE = "expires_at"
@@ -31,15 +29,8 @@ _RACES = 8
 """Conditional-write attempts before giving up on a hot bucket (then the job waits a token)."""
 
 
-class DynamoBuckets:
+class DynamoBuckets(DynamoTable):
     """The ``BucketStore`` of the Lambda platform."""
-
-    def __init__(
-        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table = table
-        self._clients = clients
-        self._clock = clock
 
     def take(self, bucket: str, limit: RateLimit) -> float:
         db = self._clients.get("dynamodb")
@@ -82,15 +73,8 @@ DEBOUNCE_RETENTION = 86_400
 """Seconds a debounce version outlives its window (a late duplicate still finds it)."""
 
 
-class DynamoDebounce:
+class DynamoDebounce(DynamoTable):
     """Debounce versions per (queue, key) on the flow table."""
-
-    def __init__(
-        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table = table
-        self._clients = clients
-        self._clock = clock
 
     def _key(self, queue: str, key: str) -> dict[str, dict[str, str]]:
         return {"pk": {"S": f"debounce#{queue}#{key}"}, "sk": {"S": "version"}}
@@ -121,15 +105,8 @@ STEP_RETENTION = 14 * 86_400
 """Seconds a chain step record is kept: longer than SQS keeps any message (14 days)."""
 
 
-class DynamoSteps:
+class DynamoSteps(DynamoTable):
     """Chain step records (``pk = "step#<job id>-<index>", sk = "step"``) on the flow table."""
-
-    def __init__(
-        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table = table
-        self._clients = clients
-        self._clock = clock
 
     def _key(self, key: str) -> dict[str, dict[str, str]]:
         return {"pk": {"S": f"step#{key}"}, "sk": {"S": "step"}}

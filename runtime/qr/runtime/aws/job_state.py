@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from qr.runtime.aws._clients import Clients, error_code
+from qr.runtime.aws._clients import DynamoTable, error_code
 from qr.runtime.jobs import MAX_ITEM_BYTES
 from qr.runtime.ports import DEFAULT_KEEP_RESULTS, STATUSES, JobStart, JobState, JobStatus
 
@@ -51,15 +50,8 @@ class JobStateTooLarge(ValueError):
     """DynamoDB refused the state item: it would be over the 400 KB item limit."""
 
 
-class DynamoJobStore:
+class DynamoJobStore(DynamoTable):
     """The ``JobStore`` of the Lambda platform."""
-
-    def __init__(
-        self, table: str, clients: Clients, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table = table
-        self._clients = clients
-        self._clock = clock
 
     def _db(self) -> Any:
         return self._clients.get("dynamodb")
