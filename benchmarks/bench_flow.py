@@ -37,24 +37,7 @@ from qr.runtime.queues import JSON
 
 N = int(os.environ.get("QR_BENCH_JOBS", "5000"))
 ROUNDS = 6
-MODELS = """
-from dataclasses import dataclass
-from pydantic import BaseModel
-
-class Order(BaseModel):
-    id: int
-    sku: str
-    qty: int
-    price: float
-    currency: str
-    customer: str
-    email: str
-    gift: bool
-    note: str
-    priority: int
-
-@dataclass
-class OrderData:
+FIELDS = """\
     id: int
     sku: str
     qty: int
@@ -66,6 +49,16 @@ class OrderData:
     note: str
     priority: int
 """
+"""The same ten fields for the pydantic model and the dataclass, so both decode the same payload."""
+MODELS = f"""
+from dataclasses import dataclass
+from pydantic import BaseModel
+
+class Order(BaseModel):
+{FIELDS}
+@dataclass
+class OrderData:
+{FIELDS}"""
 BODY = "config = {'concurrency': 50, 'batch_size': 10%s}\ndone = [0]\n"
 HANDLERS = {
     "plain.py": BODY % "" + "async def handler(payload):\n    done[0] += 1\n",
