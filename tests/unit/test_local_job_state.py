@@ -193,3 +193,19 @@ def test_attempts_are_kept_latest_first_and_old_databases_gain_the_columns(tmp_p
         assert [s.job_id for s in engine.pushed_by("r1")] == [job_id]
     finally:
         engine.close()
+
+
+def test_a_redriven_job_has_a_state_of_its_own(engine: Engine) -> None:
+    dead = push(engine, user_id="u1")
+    (claimed,) = engine.claim("q", 1, 10)
+    engine.fail(claimed, "boom", max_attempts=1, backoff=NO_WAIT)
+    assert engine.redrive("q") == 1
+    (again,) = engine.claim("q", 1, 10)
+    assert again.job_id != dead
+    assert status(engine, dead) == ("dead", 1)
+    state = engine.job_state(again.job_id)  # the dashboard and qr jobs list it
+    assert state is not None
+    assert (state.status, state.attempts, state.user) == ("running", 1, "u1")
+    detail = engine.job_detail(again.job_id)
+    assert detail is not None
+    assert (detail["body"], detail["origin"]) == ("{}", {"kind": "retry", "id": dead})

@@ -644,15 +644,16 @@ class Engine:
 
     def redrive(self, queue: str) -> int:
         """Move the queue's dead jobs back as new jobs (new ids, pushed now), in their order."""
+        keep = self.keep_ms(queue)
         with self._transaction() as db:
             now = self.now_ms()
             rows = db.execute(
-                "SELECT seq, body, content_type, user_id, params, group_id FROM dead "
+                "SELECT seq, job_id, body, content_type, user_id, params, group_id FROM dead "
                 "WHERE queue=? ORDER BY seq",
                 (queue,),
             ).fetchall()
-            for seq, body, content_type, user_id, params, group_id in rows:
-                job_id = str(uuid.uuid4())
+            for seq, dead_id, body, content_type, user_id, params, group_id in rows:
+                job_id = time_ordered_id(now, self.random)
                 number = _next_sequence(db, queue) if queue.endswith(".fifo") else None
                 cursor = db.execute(
                     "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, "
@@ -674,6 +675,21 @@ class Engine:
                     db.execute(
                         "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)",
                         (queue, group_id, cursor.lastrowid, now),
+                    )
+                if keep:  # a new job: followable like a pushed one (jobs.get, the dashboard)
+                    job_state.queued(
+                        db,
+                        job_id=job_id,
+                        queue=queue,
+                        seq=int(cursor.lastrowid or 0),
+                        delayed=False,
+                        user_id=user_id,
+                        now=now,
+                        keep_ms=keep,
+                        body=body,
+                        content_type=content_type,
+                        group_id=group_id,
+                        origin=("retry", dead_id),
                     )
                 db.execute("DELETE FROM dead WHERE seq=?", (seq,))
         if rows:
