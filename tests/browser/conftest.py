@@ -52,12 +52,18 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
+def browser_executable() -> str:
+    """The system chromium; skips (locally) or fails (CI) the test when there is none."""
     executable = shutil.which("chromium")
     if executable is None:
         _unavailable("chromium is not on PATH")
     assert executable is not None
+    return executable
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    executable = browser_executable()
     launched = playwright.chromium.launch(
         executable_path=executable, args=CHROMIUM_ARGS, timeout=WAIT * 1000
     )
