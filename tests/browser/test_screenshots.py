@@ -16,8 +16,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 def test_every_page_gets_a_small_screenshot(tmp_path: Path) -> None:
     browser_executable()  # skips (or fails in CI) without chromium, like the other browser tests
     written = take(tmp_path)
-    served = [name for name in PAGES if name != "trace"]  # trace: once the dashboard has it
-    assert {path.stem for path in written} >= set(served)
+    assert [path.stem for path in written] == list(PAGES)
     for path in written:
         with Image.open(path) as picture:
             assert (picture.format, picture.size) == ("PNG", (1280, 800))
