@@ -101,3 +101,11 @@ def test_qr_routes_names_the_status_route_as_qrs_own(
     (line,) = [row for row in out.splitlines() if "/_jobs/" in row]
     assert "(qr job status route for shots)" in line and "api/_jobs" not in line
     assert "authenticate" in line  # api/_middleware.py applies to it
+
+
+def test_routes_json_and_the_dashboard_name_it_the_same_way(make_project: MakeProject) -> None:
+    from qr.cli.routes_table import routes_data
+    from qr.runtime.manifest import scan
+
+    files = [r["file"] for r in routes_data(scan(make_project(FILES)))["routes"]]
+    assert "(qr job status route for shots)" in files

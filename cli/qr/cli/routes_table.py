@@ -21,6 +21,8 @@ def next_runs(manifest: Manifest, now: datetime | None = None) -> dict[str, date
 
 def routes_data(manifest: Manifest, now: datetime | None = None) -> dict[str, Any]:
     data = manifest.to_dict()
+    for route in data["routes"]:
+        route["file"] = _route_file(manifest, route["file"])
     runs = next_runs(manifest, now)
     for schedule in data["schedules"]:
         run = runs[schedule["name"]]
