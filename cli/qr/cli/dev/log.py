@@ -146,7 +146,13 @@ class DevLog:
         self.line("DEV", "green", message)
 
     def access(
-        self, method: str, path: str, status: int, duration_ms: float, request_id: str
+        self,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        request_id: str,
+        user_id: str | None = None,
     ) -> None:
         """The HTTP app's access line, called directly (no logging record: see ``AccessLog``)."""
         message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
@@ -159,7 +165,7 @@ class DevLog:
                 status=status,
                 duration_ms=round(duration_ms, 1),
                 request_id=request_id,
-                user=_current_user(),
+                user=user_id,
             )
 
     def error(self, message: str) -> None:
@@ -272,11 +278,6 @@ class DevLogHandler(logging.Handler):
 
     def formatException(self, ei: object) -> str:
         return logging.Formatter().formatException(ei)  # type: ignore[arg-type]
-
-
-def _current_user() -> str | None:
-    now = context.current()
-    return None if now is None else now.user_id
 
 
 def _kind(name: str) -> tuple[str, str]:

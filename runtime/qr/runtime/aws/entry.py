@@ -298,7 +298,9 @@ def handler(event: object, context: object = None) -> Any:
     return _runtime.dispatch(event, context)
 
 
-def _no_access_line(method: str, path: str, status: int, duration_ms: float, rid: str) -> None:
+def _no_access_line(
+    method: str, path: str, status: int, duration_ms: float, rid: str, user_id: str | None
+) -> None:
     """The access line's place when ``QR_ACCESS_LOG=off``."""
 
 
