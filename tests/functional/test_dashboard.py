@@ -44,6 +44,17 @@ PROJECT = {
 
         queue = queues.self()
     """,
+    "queues/typed.py": """
+        from dataclasses import dataclass
+
+        @dataclass
+        class Order:
+            sku: str
+            count: int
+
+        def handler(payload: Order):
+            return payload.count
+    """,
     "schedules/tick.py": """
         schedule = "rate(1 hour)"
 
@@ -320,3 +331,13 @@ def test_job_page_shows_payload_and_attempts_and_retry_replay_promote(
     assert client.post("/_qr/jobs/nope/retry", headers=headers).status_code == 404
     trace = client.get(f"/_qr/trace/{done}").text
     assert f'data-job-id="{replayed["new_job_id"]}"' in trace
+
+
+def test_the_push_box_shows_a_typed_queues_payload_schema(
+    dev: tuple[DevServer, TestClient],
+) -> None:
+    _, client = dev
+    page = client.get("/_qr/queues").text
+    assert '<details class="schema" data-schema-for="typed">' in page
+    assert "&#34;sku&#34;" in page and "&#34;required&#34;" in page
+    assert 'data-schema-for="work"' not in page  # an untyped queue has none

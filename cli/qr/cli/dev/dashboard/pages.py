@@ -159,7 +159,12 @@ class Dashboard:
         return {"data": data}
 
     def queue_page(self, request: Request) -> dict[str, Any]:
-        return {"queues": self.queue_stats()}
+        schemas = {
+            q["name"]: json.dumps(q["payload"]["schema"], indent=2)
+            for q in self.live.manifest.to_dict()["queues"]
+            if (q.get("payload") or {}).get("schema")
+        }
+        return {"queues": self.queue_stats(), "schemas": schemas}
 
     def queue_stats(self) -> list[dict[str, Any]]:
         names = [q.name for q in self.live.manifest.queues]
