@@ -341,3 +341,8 @@ def test_the_push_box_shows_a_typed_queues_payload_schema(
     assert '<details class="schema" data-schema-for="typed">' in page
     assert "&#34;sku&#34;" in page and "&#34;required&#34;" in page
     assert 'data-schema-for="work"' not in page  # an untyped queue has none
+    headers = {"x-qr-token": _token(page)}
+    bad = client.post("/_qr/queues/typed/push", json={"payload": {"sku": "a"}}, headers=headers)
+    assert bad.status_code == 400 and "typed" in bad.json()["error"]
+    good = {"payload": {"sku": "a", "count": 2}}
+    assert client.post("/_qr/queues/typed/push", json=good, headers=headers).status_code == 200
