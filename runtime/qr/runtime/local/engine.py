@@ -132,6 +132,7 @@ _JOB_COLUMNS = (
     "seq, job_id, queue, body, content_type, user_id, params, group_id, queued_ms, "
     "received_count, receipt, received_ms, visible_ms"
 )
+_DEAD_COLUMNS = "seq, job_id, queue, body, content_type, user_id, params, group_id"
 EXPIRED_ERROR = "the job's lease ran out (its worker stopped or crashed before finishing)"
 
 
@@ -644,58 +645,61 @@ class Engine:
 
     def redrive(self, queue: str) -> int:
         """Move the queue's dead jobs back as new jobs (new ids, pushed now), in their order."""
-        keep = self.keep_ms(queue)
         with self._transaction() as db:
             now = self.now_ms()
             rows = db.execute(
-                "SELECT seq, job_id, body, content_type, user_id, params, group_id FROM dead "
-                "WHERE queue=? ORDER BY seq",
-                (queue,),
+                f"SELECT {_DEAD_COLUMNS} FROM dead WHERE queue=? ORDER BY seq", (queue,)
             ).fetchall()
-            for seq, dead_id, body, content_type, user_id, params, group_id in rows:
-                job_id = time_ordered_id(now, self.random)
-                number = _next_sequence(db, queue) if queue.endswith(".fifo") else None
-                cursor = db.execute(
-                    "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, "
-                    "group_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        number,
-                        queue,
-                        job_id,
-                        body,
-                        content_type,
-                        user_id,
-                        params,
-                        group_id,
-                        now,
-                        now,
-                    ),
-                )
-                if queue.endswith(".fifo") and group_id is not None:
-                    db.execute(
-                        "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)",
-                        (queue, group_id, cursor.lastrowid, now),
-                    )
-                if keep:  # a new job: followable like a pushed one (jobs.get, the dashboard)
-                    job_state.queued(
-                        db,
-                        job_id=job_id,
-                        queue=queue,
-                        seq=int(cursor.lastrowid or 0),
-                        delayed=False,
-                        user_id=user_id,
-                        now=now,
-                        keep_ms=keep,
-                        body=body,
-                        content_type=content_type,
-                        group_id=group_id,
-                        origin=("retry", dead_id),
-                    )
-                db.execute("DELETE FROM dead WHERE seq=?", (seq,))
+            for row in rows:
+                self._requeue_dead(db, row, now)
         if rows:
             for callback in list(self._subscribers):
                 callback(queue)
         return len(rows)
+
+    def _requeue_dead(self, db: sqlite3.Connection, row: tuple[Any, ...], now: int) -> str:
+        """A dead job (``_DEAD_COLUMNS``) back onto its queue as a new job, followable like a
+        pushed one (``jobs.get``, the dashboard); returns its new id."""
+        dead_seq, dead_id, queue, body, content_type, user_id, params, group_id = row
+        fifo = queue.endswith(".fifo")
+        new_id = time_ordered_id(now, self.random)
+        cursor = db.execute(
+            "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, "
+            "group_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (
+                _next_sequence(db, queue) if fifo else None,
+                queue,
+                new_id,
+                body,
+                content_type,
+                user_id,
+                params,
+                group_id,
+                now,
+                now,
+            ),
+        )
+        seq = int(cursor.lastrowid or 0)
+        if fifo and group_id is not None:
+            db.execute("INSERT OR IGNORE INTO groups VALUES(?,?,?,?)", (queue, group_id, seq, now))
+        db.execute("DELETE FROM dead WHERE seq=?", (dead_seq,))
+        keep = self.keep_ms(queue)
+        if keep:
+            job_state.queued(
+                db,
+                job_id=new_id,
+                queue=queue,
+                seq=seq,
+                delayed=False,
+                user_id=user_id,
+                now=now,
+                keep_ms=keep,
+                body=body,
+                content_type=content_type,
+                group_id=group_id,
+                origin=("retry", dead_id),
+            )
+        return new_id
 
     def purge(self, queue: str, *, dead: bool = False) -> int:
         """Delete every job of ``queue`` (SQS ``PurgeQueue``: waiting, delayed and in flight), or of
@@ -742,57 +746,15 @@ class Engine:
         if self.promote(job_id):
             return job_id
         with self._transaction() as db:
-            now = self.now_ms()
             row = db.execute(
-                "SELECT seq, queue, body, content_type, user_id, params, group_id FROM dead "
-                "WHERE job_id=? ORDER BY seq DESC LIMIT 1",
+                f"SELECT {_DEAD_COLUMNS} FROM dead WHERE job_id=? ORDER BY seq DESC LIMIT 1",
                 (job_id,),
             ).fetchone()
             if row is None:
                 return None
-            dead_seq, queue, body, content_type, user_id, params, group_id = row
-            fifo = queue.endswith(".fifo")
-            new_id = time_ordered_id(now, self.random)
-            cursor = db.execute(
-                "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, "
-                "group_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                (
-                    _next_sequence(db, queue) if fifo else None,
-                    queue,
-                    new_id,
-                    body,
-                    content_type,
-                    user_id,
-                    params,
-                    group_id,
-                    now,
-                    now,
-                ),
-            )
-            seq = int(cursor.lastrowid or 0)
-            if fifo and group_id is not None:
-                db.execute(
-                    "INSERT OR IGNORE INTO groups VALUES(?,?,?,?)", (queue, group_id, seq, now)
-                )
-            db.execute("DELETE FROM dead WHERE seq=?", (dead_seq,))
-            keep = self.keep_ms(queue)
-            if keep:
-                job_state.queued(
-                    db,
-                    job_id=new_id,
-                    queue=queue,
-                    seq=seq,
-                    delayed=False,
-                    user_id=user_id,
-                    now=now,
-                    keep_ms=keep,
-                    body=body,
-                    content_type=content_type,
-                    group_id=group_id,
-                    origin=("retry", job_id),
-                )
+            new_id = self._requeue_dead(db, row, self.now_ms())
         for callback in list(self._subscribers):
-            callback(queue)
+            callback(row[2])
         return new_id
 
     def replay(self, job_id: str) -> str | None:
