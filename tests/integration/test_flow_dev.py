@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -19,6 +18,7 @@ import pytest
 from qr.runtime.local.engine import DB_PATH, Engine
 from qr.runtime.ports import OutgoingJob
 from tests.integration.test_dev_server import DevProcess, running_dev
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -87,15 +87,8 @@ FILES = {
 }
 
 
-def _until(check: Callable[[], T | None], what: str, timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+def _until(check: Callable[[], T | None], what: str) -> T:
+    return until(check, what, WAIT)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from tests.integration.lambda_support import (
     moto_server,
     provided_dir,
 )
+from tests.integration.test_dev_server import WHOAMI
 
 pytestmark = pytest.mark.integration
 
@@ -108,15 +109,7 @@ PROJECT = {
         def post(body, headers):
             return {"body": body, "length": headers.get("content-length")}
     """,
-    "api/whoami.py": """
-        def get(headers, request, cookies):
-            return {
-                "name": headers.get("x-name"),
-                "request": request.headers.get("x-name"),
-                "cookie": cookies.get("name"),
-                "raw": [v.hex() for k, v in request.scope["headers"] if k == b"x-name"],
-            }
-    """,
+    "api/whoami.py": WHOAMI,
     "api/settings.py": """
         import os
 
