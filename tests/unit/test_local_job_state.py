@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from qr.runtime.flow import RateLimit
 from qr.runtime.local import job_state
 from qr.runtime.local.engine import EXPIRED_ERROR, Engine
 from qr.runtime.manifest import Backoff
@@ -209,3 +210,153 @@ def test_a_redriven_job_has_a_state_of_its_own(engine: Engine) -> None:
     detail = engine.job_detail(again.job_id)
     assert detail is not None
     assert (detail["body"], detail["origin"]) == ("{}", {"kind": "retry", "id": dead})
+
+
+def state_rows(engine: Engine) -> int:
+    raw = sqlite3.connect(engine.path)
+    try:
+        return int(raw.execute("SELECT COUNT(*) FROM job_state").fetchone()[0])
+    finally:
+        raw.close()
+
+
+def test_a_never_claimed_job_reads_from_its_queue_row(engine: Engine, clock: Clock) -> None:
+    now = clock.now
+    queued = engine.push(
+        OutgoingJob("q", '{"a": 1}', JSON, user_id="u1"), origin=("http", "r1")
+    ).job_id
+    delayed = push(engine, delay=30)
+    assert state_rows(engine) == 0  # a push writes its queue row only
+    state = engine.job_state(queued)
+    assert state is not None
+    assert (state.status, state.attempts, state.user, state.queue) == ("queued", 0, "u1", "q")
+    assert (state.queued_at, state.started_at, state.finished_at) == (now, None, None)
+    assert (state.result, state.error, state.progress, state.cancel_requested) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    assert status(engine, delayed) == ("delayed", 0)
+    detail = engine.job_detail(queued)
+    assert detail == {
+        "body": '{"a": 1}',
+        "content_type": JSON,
+        "group_id": None,
+        "attempts": [],
+        "origin": {"kind": "http", "id": "r1"},
+    }
+    assert [s.job_id for s in engine.pushed_by("r1")] == [queued]
+    (claimed,) = engine.claim("q", 10, 30)  # the claim makes the row, payload and origin too
+    assert state_rows(engine) == 1
+    assert status(engine, queued) == ("running", 1)
+    assert engine.job_detail(queued) == detail
+    assert engine.ack(claimed)
+    assert [(s.job_id, s.status) for s in engine.pushed_by("r1")] == [(queued, "succeeded")]
+    assert engine.job_detail(queued)["origin"] == {"kind": "http", "id": "r1"}  # type: ignore[index]
+    replayed = engine.replay(delayed)  # the payload of a job never claimed
+    assert replayed is not None and status(engine, replayed) == ("queued", 0)
+
+
+def test_cancelling_or_purging_never_claimed_jobs_records_them(engine: Engine) -> None:
+    queued, delayed = push(engine), push(engine, delay=30)
+    for job_id in (queued, delayed):
+        state = engine.cancel(job_id)
+        assert state is not None and (state.status, state.attempts) == ("cancelled", 0)
+        assert status(engine, job_id) == ("cancelled", 0)
+    assert engine.claim("q", 10, 30) == [] and engine.stats(["q"])[0].delayed == 0
+    purged = [push(engine), push(engine, delay=30)]
+    assert engine.purge("q") == 2
+    for job_id in purged:
+        state = engine.job_state(job_id)
+        assert state is not None and state.status == "cancelled" and state.error is not None
+        assert state.error["type"] == "Purged"
+    first = engine.push(OutgoingJob("q", '"a1"', JSON, delay=5, debounce_key="a")).job_id
+    engine.push(OutgoingJob("q", '"a2"', JSON, delay=5, debounce_key="a"))
+    state = engine.job_state(first)  # replaced by the later push before anything claimed it
+    assert state is not None and state.status == "cancelled" and state.error is not None
+    assert state.error["type"] == "Debounced"
+
+
+def test_a_rate_limited_job_postponed_before_its_first_claim_reads_queued(
+    engine: Engine,
+) -> None:
+    first, second = push(engine), push(engine)
+    assert [c.job_id for c in engine.claim("q", 10, 30, rate_limit=RateLimit(1, 60))] == [first]
+    assert status(engine, second) == ("queued", 0)  # held back, not delayed by its pusher
+
+
+def test_never_claimed_jobs_are_listed_with_claimed_ones(engine: Engine, clock: Clock) -> None:
+    engine.configure_keep({"none": 0})
+    first = push(engine)
+    clock.tick(0.001)
+    later = push(engine, delay=30)
+    push(engine, "none")  # keeps no state: not listed, unknown
+    clock.tick(0.001)
+    other = push(engine, "other")
+    clock.tick(0.001)
+    newest = push(engine)
+    engine.claim("q", 1, 30)  # the oldest ready job: first
+    assert [(s.job_id, s.status) for s in engine.job_states()] == [
+        (newest, "queued"),
+        (other, "queued"),
+        (later, "delayed"),
+        (first, "running"),
+    ]
+    assert [s.job_id for s in engine.job_states(queue="q", limit=2)] == [newest, later]
+    assert [s.job_id for s in engine.job_states(status="delayed")] == [later]
+    assert [s.job_id for s in engine.job_states(status="running")] == [first]
+    assert engine.job_states(queue="none") == []
+    assert state_rows(engine) == 1  # only the claimed job has a row
+
+
+# The tables as the previous qr made them: every push wrote a job_state row; jobs had no origin.
+PREVIOUS_SCHEMA = """
+CREATE TABLE jobs(seq INTEGER PRIMARY KEY, queue TEXT NOT NULL, job_id TEXT NOT NULL,
+  body TEXT NOT NULL, content_type TEXT NOT NULL, user_id TEXT, params TEXT, group_id TEXT,
+  dedupe_id TEXT, queued_ms INTEGER NOT NULL, visible_ms INTEGER NOT NULL,
+  received_count INTEGER NOT NULL DEFAULT 0, receipt TEXT, received_ms INTEGER, last_error TEXT);
+CREATE INDEX jobs_ready ON jobs(queue, visible_ms, seq);
+CREATE TABLE job_state(job_id TEXT PRIMARY KEY, queue TEXT NOT NULL, seq INTEGER,
+  status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, user_id TEXT, result TEXT,
+  error TEXT, progress REAL, progress_message TEXT, cancel INTEGER NOT NULL DEFAULT 0,
+  queued_ms INTEGER NOT NULL, started_ms INTEGER, finished_ms INTEGER, keep_ms INTEGER NOT NULL,
+  expires_ms INTEGER, body TEXT, content_type TEXT, group_id TEXT, history TEXT,
+  origin_kind TEXT, origin_id TEXT) WITHOUT ROWID;
+INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, queued_ms, visible_ms)
+  VALUES(1, 'q', 'old-queued', '{"n": 1}', 'application/json', 'u1', 1000000000, 1000000000),
+        (2, 'q', 'old-delayed', '{"n": 2}', 'application/json', NULL, 1000000000, 1000060000);
+INSERT INTO job_state(job_id, queue, seq, status, user_id, queued_ms, keep_ms, body,
+  content_type, origin_kind, origin_id)
+  VALUES('old-queued', 'q', 1, 'queued', 'u1', 1000000000, 86400000, '{"n": 1}',
+         'application/json', 'http', 'r0'),
+        ('old-delayed', 'q', 2, 'delayed', NULL, 1000000000, 86400000, '{"n": 2}',
+         'application/json', 'http', 'r0');
+"""
+
+
+def test_a_database_from_the_previous_schema_keeps_working(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "queues.db"
+    old = sqlite3.connect(path)
+    old.executescript(PREVIOUS_SCHEMA)
+    old.close()
+    engine = Engine(path, clock=clock, random=lambda: 1.0)
+    try:
+        assert status(engine, "old-queued") == ("queued", 0)
+        assert status(engine, "old-delayed") == ("delayed", 0)
+        clock.tick(1)
+        new = engine.push(OutgoingJob("q", "{}", JSON), origin=("http", "r1")).job_id
+        assert [s.job_id for s in engine.job_states()] == [new, "old-queued", "old-delayed"]
+        (claimed, fresh) = engine.claim("q", 10, 30)
+        assert (claimed.job_id, fresh.job_id) == ("old-queued", new)
+        assert status(engine, "old-queued") == ("running", 1)
+        assert engine.ack(claimed, {"ok": True})
+        state = engine.job_state("old-queued")
+        assert state is not None and (state.status, state.result) == ("succeeded", {"ok": True})
+        detail = engine.job_detail("old-queued")
+        assert detail is not None and detail["origin"] == {"kind": "http", "id": "r0"}
+        assert engine.job_detail(new)["origin"] == {"kind": "http", "id": "r1"}  # type: ignore[index]
+        assert engine.cancel("old-delayed") is not None
+        assert status(engine, "old-delayed") == ("cancelled", 0)
+    finally:
+        engine.close()

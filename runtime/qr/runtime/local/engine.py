@@ -28,6 +28,7 @@ Tables:
   its payload, receive count and last error. ``redrive`` pushes them back as new jobs.
 * ``job_state`` — what can be followed about each job (status, attempts, result, error,
   progress), written in the same transactions as the queue tables (``qr.runtime.local.job_state``)
+  from the job's first claim on (before it, the ``jobs`` row is the state: a push writes one row)
   and kept ``keep_results`` seconds after the job finished (per queue, ``keep_results``).
 * ``debounced`` — each debounce key's latest job; a debounced push deletes the key's waiting job.
 * ``buckets`` — rate-limit token buckets (``qr.runtime.local.flow``): a claim of a rate-limited
@@ -82,7 +83,9 @@ CREATE TABLE IF NOT EXISTS jobs(
   received_count INTEGER NOT NULL DEFAULT 0,
   receipt TEXT,
   received_ms INTEGER,
-  last_error TEXT
+  last_error TEXT,
+  origin_kind TEXT,
+  origin_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(queue, visible_ms, seq);
 CREATE INDEX IF NOT EXISTS jobs_group ON jobs(queue, group_id, seq) WHERE group_id IS NOT NULL;
@@ -359,8 +362,12 @@ class Engine:
         job_id = time_ordered_id(now, self.random)
         visible = now + int(job.delay * 1000)
         if job.debounce_key is not None:
+            keep = self.keep_ms(job.queue)
+            pending = local_flow.pending(db, job.queue, job.debounce_key)
+            if keep and pending is not None:  # it may never have been claimed: no row yet
+                job_state.remember(db, now, keep, seqs=[pending])
             replaced = local_flow.supersede(db, job.queue, job.debounce_key, now)
-            if replaced is not None and self.keep_ms(job.queue):
+            if replaced is not None and keep:
                 job_state.finished(
                     db,
                     replaced,
@@ -368,9 +375,11 @@ class Engine:
                     now,
                     error={"type": "Debounced", "message": "replaced by a later push"},
                 )
+        kind, origin_id = origin if origin is not None else (None, None)
         cursor = db.execute(
             "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, group_id, "
-            "dedupe_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            "dedupe_id, queued_ms, visible_ms, origin_kind, origin_id) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 _next_sequence(db, job.queue) if fifo else None,
                 job.queue,
@@ -383,27 +392,13 @@ class Engine:
                 dedupe_id,
                 now,
                 visible,
+                kind,
+                origin_id,
             ),
         )
         seq = int(cursor.lastrowid or 0)
         if job.debounce_key is not None:
             local_flow.remember(db, job.queue, job.debounce_key, seq, job_id)
-        keep = self.keep_ms(job.queue)
-        if keep:
-            job_state.queued(
-                db,
-                job_id=job_id,
-                queue=job.queue,
-                seq=seq,
-                delayed=visible > now,
-                user_id=job.user_id,
-                now=now,
-                keep_ms=keep,
-                body=job.body,
-                content_type=job.content_type,
-                group_id=job.group_id,
-                origin=origin,
-            )
         if fifo:
             db.execute(
                 "INSERT OR REPLACE INTO dedupe VALUES(?,?,?,?,?)",
@@ -468,7 +463,7 @@ class Engine:
                     continue
                 if rate_limit is not None:
                     seqs, postponed = local_flow.admit(db, queue, seqs, rate_limit, now)
-                    self._postpone(db, queue, postponed)
+                    self._postpone(db, queue, postponed, now)
                     if not seqs:
                         continue
                 receipt = uuid.uuid4().hex
@@ -478,8 +473,9 @@ class Engine:
                     (receipt, now, now + lease_ms, *seqs),
                 ).fetchall()
                 batch = sorted((_claimed(r) for r in rows), key=lambda c: c.seq)
-                if self.keep_ms(queue):
-                    job_state.running(db, [c.job_id for c in batch], now)
+                keep = self.keep_ms(queue)
+                if keep:
+                    job_state.running(db, seqs, now, keep)
                 if fifo:
                     db.executemany(
                         "UPDATE groups SET visible_ms=? WHERE queue=? AND group_id=?",
@@ -665,7 +661,8 @@ class Engine:
         new_id = time_ordered_id(now, self.random)
         cursor = db.execute(
             "INSERT INTO jobs(seq, queue, job_id, body, content_type, user_id, params, "
-            "group_id, queued_ms, visible_ms) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            "group_id, queued_ms, visible_ms, origin_kind, origin_id) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?,'retry',?)",
             (
                 _next_sequence(db, queue) if fifo else None,
                 queue,
@@ -677,28 +674,13 @@ class Engine:
                 group_id,
                 now,
                 now,
+                dead_id,
             ),
         )
         seq = int(cursor.lastrowid or 0)
         if fifo and group_id is not None:
             db.execute("INSERT OR IGNORE INTO groups VALUES(?,?,?,?)", (queue, group_id, seq, now))
         db.execute("DELETE FROM dead WHERE seq=?", (dead_seq,))
-        keep = self.keep_ms(queue)
-        if keep:
-            job_state.queued(
-                db,
-                job_id=new_id,
-                queue=queue,
-                seq=seq,
-                delayed=False,
-                user_id=user_id,
-                now=now,
-                keep_ms=keep,
-                body=body,
-                content_type=content_type,
-                group_id=group_id,
-                origin=("retry", dead_id),
-            )
         return new_id
 
     def purge(self, queue: str, *, dead: bool = False) -> int:
@@ -712,6 +694,9 @@ class Engine:
             if dead:
                 return db.execute("DELETE FROM dead WHERE queue=?", (queue,)).rowcount
             ids = [row[0] for row in db.execute("SELECT job_id FROM jobs WHERE queue=?", (queue,))]
+            keep = self.keep_ms(queue)
+            if keep:  # jobs never claimed get their row, to end cancelled
+                job_state.remember(db, now, keep, queue=queue)
             db.execute("DELETE FROM groups WHERE queue=?", (queue,))
             db.execute("DELETE FROM jobs WHERE queue=?", (queue,))
             error = {"type": "Purged", "message": f"the queue {queue} was purged"}
@@ -761,11 +746,7 @@ class Engine:
         """Push the job's payload again as a new job (any status, e.g. a succeeded one); returns
         the new id, ``None`` when the payload is not known (unknown id, or no state kept)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT queue, body, content_type, group_id, user_id FROM job_state "
-                "WHERE job_id=? AND body IS NOT NULL",
-                (job_id,),
-            ).fetchone()
+            row = job_state.payload(self._db, job_id)
         if row is None:
             return None
         queue, body, content_type, group_id, user_id = row
@@ -788,7 +769,7 @@ class Engine:
     def pushed_by(self, origin_id: str) -> list[JobState]:
         """The jobs a request, job, socket message or schedule run pushed (oldest first)."""
         with self._lock:
-            return job_state.pushed_by(self._db, origin_id, self.now_ms())
+            return job_state.pushed_by(self._db, origin_id, self.now_ms(), self._stateless())
 
     def dead_jobs(self, queue: str) -> list[DeadJob]:
         with self._lock:
@@ -809,14 +790,20 @@ class Engine:
     def job_state(self, job_id: str) -> JobState | None:
         with self._lock:
             now = self.now_ms()
-            state = job_state.read(self._db, job_id, now)
+            state = job_state.read(self._db, job_id, now, self._stateless())
         return state
 
     def job_states(
         self, *, queue: str | None = None, status: str | None = None, limit: int = 50
     ) -> list[JobState]:
         with self._lock:
-            return job_state.listing(self._db, self.now_ms(), queue, status, limit)
+            return job_state.listing(
+                self._db, self.now_ms(), queue, status, limit, self._stateless()
+            )
+
+    def _stateless(self) -> frozenset[str]:
+        """Queues that keep no job state (``keep_results = 0``): their waiting jobs are unknown."""
+        return frozenset(q for q, seconds in self.keep_results.items() if not seconds)
 
     def cancel(self, job_id: str) -> JobState | None:
         """A job that is not running is removed from its queue and ends ``cancelled``; a running
@@ -838,6 +825,9 @@ class Engine:
                 if receipt is not None and visible_ms > now:
                     db.execute("UPDATE job_state SET cancel=1 WHERE job_id=?", (job_id,))
                 else:
+                    keep = self.keep_ms(queue)
+                    if keep:  # it may never have been claimed: no row yet
+                        job_state.remember(db, now, keep, seqs=[seq])
                     self._delete(db, seq, queue, group_id)
                     job_state.finished(db, job_id, "cancelled", now)
             else:  # a job some other consumer runs (JobStore.start), or a finished one
@@ -850,7 +840,7 @@ class Engine:
                     (job_id,),
                 ).fetchone():
                     job_state.finished(db, job_id, "cancelled", now)
-            return job_state.read(db, job_id, now)
+            return job_state.read(db, job_id, now, self._stateless())
 
     def progress(self, job_id: str, value: float, message: str | None) -> bool:
         """Record a running job's progress; returns whether it was asked to cancel."""
@@ -994,7 +984,7 @@ class Engine:
         db.execute("DELETE FROM jobs WHERE seq=?", (seq,))
         if queue.endswith(".fifo") and group_id is not None:
             self._advance_group(db, queue, group_id)
-        if self.keep_ms(queue):
+        if self.keep_ms(queue):  # only claimed jobs are dead-lettered: their row exists
             info = info or {"type": "LeaseExpired", "message": last_error}
             job_state.finished(db, job_id, "dead", now, error=info, progress=progress)
 
@@ -1003,8 +993,14 @@ class Engine:
         if queue.endswith(".fifo") and group_id is not None:
             self._advance_group(db, queue, group_id)
 
-    def _postpone(self, db: sqlite3.Connection, queue: str, jobs: list[tuple[int, int]]) -> None:
-        """Make jobs visible later without receiving them (rate limits)."""
+    def _postpone(
+        self, db: sqlite3.Connection, queue: str, jobs: list[tuple[int, int]], now: int
+    ) -> None:
+        """Make jobs visible later without receiving them (rate limits). They read ``queued``,
+        not ``delayed``: a job never claimed gets its row saying so first."""
+        keep = self.keep_ms(queue)
+        if keep and jobs:
+            job_state.remember(db, now, keep, seqs=[seq for seq, _ in jobs])
         for seq, visible in jobs:
             row = db.execute(
                 "UPDATE jobs SET visible_ms=? WHERE seq=? RETURNING group_id", (visible, seq)

@@ -42,6 +42,16 @@ STEP_RETENTION_MS = 14 * 24 * 3600 * 1000
 """Chain step records outlive any redelivery of their job (SQS keeps a message 14 days at most)."""
 
 
+def pending(db: sqlite3.Connection, queue: str, key: str) -> int | None:
+    """The ``seq`` of the key's latest job while that job is still queued."""
+    row = db.execute(
+        "SELECT d.seq FROM debounced d JOIN jobs j ON j.seq=d.seq AND j.job_id=d.job_id "
+        "WHERE d.queue=? AND d.key=?",
+        (queue, key),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def supersede(db: sqlite3.Connection, queue: str, key: str, now_ms: int) -> str | None:
     """Delete the key's pending job (a debounced push replaces it); one being worked on stays.
     Returns the id of the job deleted."""

@@ -1,17 +1,23 @@
 """Job state on the local platform: the ``job_state`` table of the queue engine's database.
 
-The engine writes it inside its own transactions (push -> ``queued``/``delayed``, claim ->
-``running``, ack -> ``succeeded``, fail -> ``failed``/``dead``, release -> ``queued``, a spent
-lease -> ``dead``), so the state and the queue never disagree, even after ``kill -9``. A job whose
-lease ran out (its worker died) reads as ``queued`` with that attempt counted, as visibility
-expiry does on SQS; a delayed job whose delay is over reads as ``queued``.
+The engine writes it inside its own transactions (claim -> ``running``, ack -> ``succeeded``,
+fail -> ``failed``/``dead``, release -> ``queued``, a spent lease -> ``dead``, cancel or purge ->
+``cancelled``), so the state and the queue never disagree, even after ``kill -9``. A push writes
+no state row: a job that was never claimed is its ``jobs`` row (``queued``, or ``delayed`` while
+its delay runs; payload and origin are kept there too), so every read falls back to that row, and
+the claim makes the rows of its whole batch in one ``INSERT ... SELECT``. Operations that end or
+hold back a job nobody claimed yet (cancel, purge, a debounced push replacing it, a rate-limit
+postponement) give it its row first (``remember``); only claimed jobs are dead-lettered. A job whose lease ran out (its
+worker died) reads as ``queued`` with that attempt counted, as visibility expiry does on SQS; a
+delayed job whose delay is over reads as ``queued``.
 
 ``SqliteJobStore`` is the ``JobStore`` port over the same database (``jobs.get/cancel``, progress,
 ``qr jobs``). Its ``start``/``finish`` are the writes a consumer other than the engine's own worker
 makes (the AWS adapter makes the same ones on DynamoDB; the shared contract tests drive both).
 
 Rows expire ``keep_results`` seconds after the job finished: reads skip them and the engine
-deletes them at most once a minute. A queue with ``keep_results = 0`` writes no state at all.
+deletes them at most once a minute. A queue with ``keep_results = 0`` writes no state at all, and
+its waiting jobs read as unknown.
 """
 
 from __future__ import annotations
@@ -57,14 +63,22 @@ ADDED_COLUMNS = {
     "origin_kind": "TEXT",
     "origin_id": "TEXT",
 }
+JOBS_ADDED_COLUMNS = {
+    # a never-claimed job's origin lives on its queue row until the claim copies it
+    "origin_kind": "TEXT",
+    "origin_id": "TEXT",
+}
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Add the columns a database made by an older qr lacks (SQLite adds them in place)."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(job_state)")}
-    for name, kind in ADDED_COLUMNS.items():
-        if name not in have:
-            db.execute(f"ALTER TABLE job_state ADD COLUMN {name} {kind}")
+    """Add the columns a database made by an older qr lacks (SQLite adds them in place). Its
+    ``job_state`` rows of jobs not claimed yet (older versions wrote one per push) stay valid: the
+    claim updates them."""
+    for table, columns in (("job_state", ADDED_COLUMNS), ("jobs", JOBS_ADDED_COLUMNS)):
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
     # No index on origin_id or queued_ms: each costs every push an index write (a quarter of the
     # push rate for three of them, measured), while a trace or a listing of 10,000 jobs scans
     # and sorts them in milliseconds.
@@ -74,53 +88,51 @@ _FINAL = "('succeeded','dead','cancelled')"
 _COLUMNS = (
     "s.job_id, s.queue, s.status, s.attempts, s.user_id, s.result, s.error, s.progress, "
     "s.progress_message, s.cancel, s.queued_ms, s.started_ms, s.finished_ms, s.seq, "
-    "j.visible_ms"
+    "j.visible_ms, 0"
 )
 _FROM = "FROM job_state s LEFT JOIN jobs j ON j.seq = s.seq AND j.job_id = s.job_id"
 
 
-def queued(
-    db: sqlite3.Connection,
-    *,
-    job_id: str,
-    queue: str,
-    seq: int,
-    delayed: bool,
-    user_id: str | None,
-    now: int,
-    keep_ms: int,
-    body: str | None = None,
-    content_type: str | None = None,
-    group_id: str | None = None,
-    origin: tuple[str, str] | None = None,
-) -> None:
-    kind, origin_id = origin if origin is not None else (None, None)
+_COPY = (
+    "INSERT INTO job_state(job_id, queue, seq, status, attempts, user_id, queued_ms, started_ms, "
+    "keep_ms, body, content_type, group_id, origin_kind, origin_id) SELECT job_id, queue, seq, "
+    "{status}, received_count, user_id, queued_ms, {started}, ?, body, content_type, group_id, "
+    "origin_kind, origin_id FROM jobs WHERE {where} ON CONFLICT(job_id) DO {conflict}"
+)
+
+
+def running(db: sqlite3.Connection, seqs: Sequence[int], now: int, keep_ms: int) -> None:
+    """Claimed (``jobs.received_count`` already counts this receive): one statement makes the
+    batch's rows from their ``jobs`` rows, or moves the rows jobs claimed before already have."""
     db.execute(
-        "INSERT OR REPLACE INTO job_state(job_id, queue, seq, status, user_id, queued_ms, keep_ms, "
-        "body, content_type, group_id, origin_kind, origin_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            job_id,
-            queue,
-            seq,
-            "delayed" if delayed else "queued",
-            user_id,
-            now,
-            keep_ms,
-            body,
-            content_type,
-            group_id,
-            kind,
-            origin_id,
+        _COPY.format(
+            status="'running'",
+            started="?",
+            where=f"seq IN ({','.join('?' * len(seqs))})",
+            conflict="UPDATE SET status='running', attempts=excluded.attempts, "
+            "started_ms=excluded.started_ms, seq=excluded.seq",
         ),
+        (now, keep_ms, *seqs),
     )
 
 
-def running(db: sqlite3.Connection, job_ids: Sequence[str], now: int) -> None:
-    """Claimed: each claim counts one receive, as ``jobs.received_count`` does."""
+def remember(
+    db: sqlite3.Connection, now: int, keep_ms: int, *, seqs: Sequence[int] = (), queue: str = ""
+) -> None:
+    """Give jobs never claimed (``seqs``, or every job of ``queue``) the row their ``jobs`` row
+    stood for (``queued``/``delayed``), before an operation that ends or postpones them; rows that
+    exist are left as they are."""
+    where, values = (
+        (f"seq IN ({','.join('?' * len(seqs))})", list(seqs)) if seqs else ("queue=?", [queue])
+    )
     db.execute(
-        "UPDATE job_state SET status='running', attempts=attempts+1, started_ms=? "
-        f"WHERE job_id IN ({','.join('?' * len(job_ids))})",
-        (now, *job_ids),
+        _COPY.format(
+            status="CASE WHEN visible_ms>? THEN 'delayed' ELSE 'queued' END",
+            started="NULL",
+            where=where,
+            conflict="NOTHING",
+        ),
+        (now, keep_ms, *values),
     )
 
 
@@ -185,6 +197,12 @@ def detail(db: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
         "started_ms, finished_ms FROM job_state WHERE job_id=?",
         (job_id,),
     ).fetchone()
+    if row is None:  # never claimed: its queue row has all there is (a scan, see ``read``)
+        row = db.execute(
+            "SELECT body, content_type, group_id, NULL, origin_kind, origin_id, 'queued', 0, "
+            "NULL, NULL FROM jobs WHERE job_id=?",
+            (job_id,),
+        ).fetchone()
     if row is None:
         return None
     body, content_type, group_id, history, origin_kind, origin_id = row[:6]
@@ -210,14 +228,34 @@ def detail(db: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
     }
 
 
-def pushed_by(db: sqlite3.Connection, origin_id: str, now: int) -> list[JobState]:
+def payload(
+    db: sqlite3.Connection, job_id: str
+) -> tuple[str, str, str, str | None, str | None] | None:
+    """``(queue, body, content_type, group_id, user_id)`` of a job, claimed or not (replay)."""
+    return db.execute(  # type: ignore[no-any-return]
+        "SELECT queue, body, content_type, group_id, user_id FROM job_state "
+        "WHERE job_id=?1 AND body IS NOT NULL UNION ALL "
+        "SELECT queue, body, content_type, group_id, user_id FROM jobs WHERE job_id=?1 "
+        "AND NOT EXISTS(SELECT 1 FROM job_state s WHERE s.job_id=?1 AND s.body IS NOT NULL)",
+        (job_id,),
+    ).fetchone()
+
+
+def pushed_by(
+    db: sqlite3.Connection, origin_id: str, now: int, stateless: frozenset[str] = frozenset()
+) -> list[JobState]:
     """The jobs pushed while ``origin_id`` (a request, job, message or schedule run) ran."""
     rows = db.execute(
-        f"SELECT {_COLUMNS} {_FROM} WHERE s.origin_id=? AND (s.expires_ms IS NULL OR "
-        "s.expires_ms>=?) ORDER BY s.queued_ms",
+        f"SELECT * FROM (SELECT {_COLUMNS} {_FROM} WHERE s.origin_id=?1 AND "
+        f"(s.expires_ms IS NULL OR s.expires_ms>=?2) UNION ALL {_WAITING} AND j.origin_id=?1) "
+        "ORDER BY 11, 1",
         (origin_id, now),
     )
-    return [state for row in rows if (state := _state(row, now)) is not None]
+    return [
+        state
+        for row in rows
+        if not (row[15] and row[1] in stateless) and (state := _state(row, now)) is not None
+    ]
 
 
 def released(db: sqlite3.Connection, job_id: str) -> None:
@@ -238,27 +276,50 @@ def sweep(db: sqlite3.Connection, now: int) -> None:
     db.execute("DELETE FROM job_state WHERE expires_ms<?", (now,))
 
 
-def read(db: sqlite3.Connection, job_id: str, now: int) -> JobState | None:
+_WAITING = (
+    "SELECT j.job_id, j.queue, CASE WHEN j.visible_ms>?2 THEN 'delayed' ELSE 'queued' END, "
+    "j.received_count, j.user_id, NULL, NULL, NULL, NULL, 0, j.queued_ms, NULL, NULL, NULL, NULL, 1 "
+    "FROM jobs j WHERE NOT EXISTS(SELECT 1 FROM job_state x WHERE x.job_id=j.job_id)"
+)
+"""Jobs never claimed: no state row, their ``jobs`` row says all there is (``_COLUMNS`` order)."""
+
+
+def read(
+    db: sqlite3.Connection, job_id: str, now: int, stateless: frozenset[str] = frozenset()
+) -> JobState | None:
     row = db.execute(
-        f"SELECT {_COLUMNS} {_FROM} WHERE s.job_id=? AND (s.expires_ms IS NULL OR s.expires_ms>=?)",
+        f"SELECT {_COLUMNS} {_FROM} WHERE s.job_id=?1 AND (s.expires_ms IS NULL OR "
+        f"s.expires_ms>=?2) UNION ALL {_WAITING} AND j.job_id=?1",
         (job_id, now),
     ).fetchone()
-    return None if row is None else _state(row, now)
+    # The second half scans ``jobs`` (it has no index on job_id: one would cost every push the
+    # page write a state row did), only for an id with no state row: under 1 ms per 10,000 jobs.
+    if row is None or (row[15] and row[1] in stateless):
+        return None
+    return _state(row, now)
 
 
 def listing(
-    db: sqlite3.Connection, now: int, queue: str | None, status: str | None, limit: int
+    db: sqlite3.Connection,
+    now: int,
+    queue: str | None,
+    status: str | None,
+    limit: int,
+    stateless: frozenset[str] = frozenset(),
 ) -> list[JobState]:
-    where, values = ["(s.expires_ms IS NULL OR s.expires_ms>=?)"], [now]
+    kept, waiting = "(s.expires_ms IS NULL OR s.expires_ms>=?2)", ""
     if queue is not None:
-        where.append("s.queue=?")
-        values.append(queue)  # type: ignore[arg-type]
+        kept += " AND s.queue=?1"
+        waiting = " AND j.queue=?1"
     rows = db.execute(
-        f"SELECT {_COLUMNS} {_FROM} WHERE {' AND '.join(where)} ORDER BY s.queued_ms DESC",
-        values,
+        f"SELECT * FROM (SELECT {_COLUMNS} {_FROM} WHERE {kept} UNION ALL {_WAITING}{waiting}) "
+        "ORDER BY 11 DESC, 1 DESC",
+        (queue, now),
     )
     found: list[JobState] = []
     for row in rows:  # the status shown may be derived, so filter after reading
+        if row[15] and row[1] in stateless:
+            continue  # a waiting job of a queue that keeps no state
         state = _state(row, now)
         if state is not None and (status is None or state.status == status):
             found.append(state)
@@ -269,7 +330,7 @@ def listing(
 
 def _state(row: tuple[Any, ...], now: int) -> JobState | None:
     (job_id, queue, status, attempts, user_id, result, error, progress, message, cancel) = row[:10]
-    queued_ms, started_ms, finished_ms, seq, visible_ms = row[10:]
+    queued_ms, started_ms, finished_ms, seq, visible_ms = row[10:15]
     waiting = seq is not None and (visible_ms is None or visible_ms <= now)
     if status in ("running", "delayed") and waiting:
         # running: its worker died and the lease ran out, it waits to be claimed again (the
