@@ -1,7 +1,9 @@
 """The JobStore contract, once, against every adapter: SQLite (local) and DynamoDB (a moto server).
 
 What the consumer writes (``start``/``finish``), what readers see (``get``/``list``), progress,
-cancellation and retention behave the same on both platforms.
+cancellation and retention behave the same on both platforms. Before its first receive a job is
+the one documented difference: locally its queue row reads ``queued``/``delayed``, on AWS a push
+writes no state (``get`` is ``None``); either way a job cancelled then is refused at its start.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import pytest
 from qr.runtime.aws.job_state import DynamoJobStore
 from qr.runtime.local.engine import Engine
 from qr.runtime.local.job_state import SqliteJobStore
-from qr.runtime.ports import JobStart, JobStore
+from qr.runtime.ports import JobStart, JobStore, OutgoingJob
+from qr.runtime.queues import JSON
 from tests.integration.lambda_support import create_jobs_table, moto_clients
 
 pytestmark = pytest.mark.integration
@@ -51,6 +54,14 @@ def start(store: JobStore, job_id: str = "j1", attempt: int = 1, **kw: object) -
     values: dict[str, object] = {"queue": "q", "queued_at": 1_799_999_990.0, "user": "u1"}
     values.update(kw)
     return store.start(JobStart(job_id, attempt=attempt, **values))  # type: ignore[arg-type]
+
+
+def push(store: JobStore, *, delay: float = 0.0) -> str:
+    """What a push leaves behind: locally a queue row (no state row), on AWS an SQS message only."""
+    if isinstance(store, SqliteJobStore):
+        job = OutgoingJob("q", "{}", JSON, delay=delay, user_id="u1")
+        return store.engine.push(job).job_id
+    return str(uuid.uuid4())
 
 
 def test_unknown_ids(store: JobStore) -> None:
@@ -167,3 +178,47 @@ def test_list_newest_first_by_queue_and_status(store: JobStore) -> None:
     assert [s.job_id for s in store.list(queue="a")] == ["j3", "j1"]
     assert [s.job_id for s in store.list(status="running", limit=2)] == ["j4", "j2"]
     assert [s.job_id for s in store.list(queue="a", status="succeeded")] == ["j3"]
+
+
+def test_a_pushed_job_before_its_first_receive(store: JobStore, clock: Clock) -> None:
+    local = isinstance(store, SqliteJobStore)
+    queued, delayed = push(store), push(store, delay=30)
+    state = store.get(queued)
+    if not local:  # docs/queues.md: until its first receive a job has no state on AWS
+        assert state is None and store.get(delayed) is None
+        return
+    assert state is not None
+    assert (state.status, state.attempts, state.user, state.queued_at) == (
+        "queued",
+        0,
+        "u1",
+        clock.now,
+    )
+    state = store.get(delayed)
+    assert state is not None and (state.status, state.started_at) == ("delayed", None)
+    clock.now += 30
+    state = store.get(delayed)
+    assert state is not None and state.status == "queued"
+
+
+def test_a_job_cancelled_before_its_first_receive_is_refused(store: JobStore) -> None:
+    for job_id in (push(store), push(store, delay=30)):
+        state = store.cancel(job_id)
+        if isinstance(store, SqliteJobStore):
+            assert state is not None and (state.status, state.attempts) == ("cancelled", 0)
+        else:  # nothing is known yet, a marker refuses the delivery
+            assert state is None
+        assert not start(store, job_id)
+
+
+def test_list_mixes_received_and_waiting_jobs(store: JobStore, clock: Clock) -> None:
+    start(store, "running")
+    waiting = push(store)
+    clock.now += 0.001
+    delayed = push(store, delay=30)
+    listed = [(s.job_id, s.status) for s in store.list()]
+    if isinstance(store, SqliteJobStore):
+        assert listed == [(delayed, "delayed"), (waiting, "queued"), ("running", "running")]
+        assert [s.job_id for s in store.list(status="queued")] == [waiting]
+    else:
+        assert listed == [("running", "running")]
