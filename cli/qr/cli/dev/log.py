@@ -17,13 +17,14 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
 
 from qr.cli.console import Output
-from qr.cli.dev.dashboard.feed import Feed
+from qr.cli.dev.dashboard.feed import AccessLine, ConsoleLine, Feed
 from qr.runtime import context
 from qr.runtime.errors import ProjectError
 from qr.runtime.sockets import SocketEvent
@@ -38,6 +39,8 @@ _KINDS = {
 
 
 FLUSH_INTERVAL = 0.05
+_Entry = str | ConsoleLine | AccessLine
+"""Text as it is (prints), a console line or an access line."""
 _ANSI = {"cyan": "36", "magenta": "35", "blue": "34", "yellow": "33", "green": "32", "red": "31"}
 
 
@@ -46,11 +49,15 @@ class DevLog:
     so it must cost a microsecond or two (rich takes ~200 µs a line); ANSI colours when the
     ``Output`` is a terminal.
 
-    Lines are batched: ``line`` appends to a pending list and a daemon thread writes what has
-    gathered every ``FLUSH_INTERVAL`` s with one ``write``. A terminal's stdout is line-buffered
-    (and unbuffered under ``PYTHONUNBUFFERED``), so writing each line would cost a system call per
-    request, the most expensive part of a logged request under load. Anything else written to the
-    console goes through ``direct`` (or calls ``flush`` first) so the order stays as it happened.
+    Lines are batched: ``line``, ``access`` and ``write`` append what they were given (the
+    time and the raw fields, not the text) to a queue, and a daemon thread formats and writes
+    what has gathered every ``FLUSH_INTERVAL`` s with one ``write``, and hands the same entries
+    to the dashboard's feed. A terminal's stdout is line-buffered (and unbuffered under
+    ``PYTHONUNBUFFERED``), so writing each line would cost a system call per request; formatting
+    each one on the server's loop cost about a sixth of a small request's CPU (issue 16). A
+    ``deque`` append is atomic, so producers (the loop, worker threads) take no lock; the flusher
+    takes one so that it and ``direct`` never interleave. Anything else written to the console
+    goes through ``direct`` (or calls ``flush`` first) so the order stays as it happened.
     """
 
     def __init__(self, out: Output, clock: Callable[[], float] = time.time) -> None:
@@ -58,27 +65,42 @@ class DevLog:
         self.clock = clock
         self._lock = threading.Lock()
         self._stamp = (-1, "")
-        self._pending: list[str] = []
+        self._queue: deque[_Entry] = deque()
         self._flusher: threading.Thread | None = None
         self.feed: Feed | None = None
-        """The dashboard's live feed (``qr.cli.dev.dashboard.feed``): every line goes there too."""
+        """The dashboard's live feed (``qr.cli.dev.dashboard.feed``): every line goes there too
+        (when the batch is written)."""
+
+    def attach(self, feed: Feed) -> None:
+        """Send every line to ``feed`` too; its readers see the lines still in the batch."""
+        self.feed = feed
+        feed.before_read = self.flush
 
     def line(self, kind: str, style: str, message: str, *, failed: bool = False) -> None:
-        now = int(self.clock())
-        second, stamp = self._stamp  # one tuple: threads never see a half-updated pair
-        if now != second:
-            stamp = time.strftime("%H:%M:%S", time.localtime(now))
-            self._stamp = (now, stamp)
-        if self.out.rich:
-            colour = _ANSI.get(style, "37")
-            body = f"\x1b[31m{message}\x1b[0m" if failed else message
-            text = f"\x1b[2m{stamp}\x1b[0m \x1b[{colour}m{kind:<5}\x1b[0m {body}\n"
-        else:
-            text = f"{stamp} {kind:<5} {message}\n"
-        self.write(text)
-        if self.feed is not None:
-            level = "error" if failed else "warning" if kind == "WARN" else "info"
-            self.feed.publish("log", source=kind, level=level, message=message)
+        self._queue.append((self.clock(), kind, style, message, failed))
+        if self._flusher is None:
+            self._start_flusher()
+
+    def access(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        request_id: str,
+        user_id: str | None = None,
+    ) -> None:
+        """The HTTP app's access line, called directly (no logging record: see ``AccessLog``)."""
+        self._queue.append((self.clock(), method, path, status, duration_ms, request_id, user_id))
+        if self._flusher is None:
+            self._start_flusher()
+
+    def write(self, text: str) -> None:
+        """Text into the batch as it is: ``print()`` from handlers (see ``capture_prints``)."""
+        if text:
+            self._queue.append(text)
+            if self._flusher is None:
+                self._start_flusher()
 
     def flush(self) -> None:
         """Write the pending lines now."""
@@ -95,10 +117,48 @@ class DevLog:
             self.out.stream.flush()
 
     def _write_pending(self) -> None:
-        if self._pending:
-            text, self._pending = "".join(self._pending), []
-            self.out.stream.write(text)
+        queue = self._queue
+        entries: list[_Entry] = []
+        while queue:
+            entries.append(queue.popleft())
+        if entries:
+            self.out.stream.write("".join(self._render(entries)))
+            if self.feed is not None:
+                self.feed.publish_lines(entries)
         self.out.stream.flush()
+
+    def _render(self, entries: list[_Entry]) -> Iterator[str]:
+        """The console text of a batch (the costly part of a line, off the server's loop)."""
+        second, stamp = self._stamp
+        http = ""
+        for entry in entries:
+            if isinstance(entry, str):
+                yield entry
+                continue
+            if int(entry[0]) != second:
+                second = int(entry[0])
+                stamp = time.strftime("%H:%M:%S", time.localtime(second))
+                http = ""
+            if len(entry) == 5:
+                _, kind, style, message, failed = entry
+                yield self._line(stamp, kind, style, message, failed)
+                continue
+            _, method, path, status, duration_ms, request_id, _ = entry
+            message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
+            if status >= 500:
+                yield self._line(stamp, "HTTP", "cyan", message, True)
+                continue
+            if not http:  # the start of every access line of this second
+                http = self._line(stamp, "HTTP", "cyan", "", False)[:-1]
+            yield f"{http}{message}\n"
+        self._stamp = (second, stamp)
+
+    def _line(self, stamp: str, kind: str, style: str, message: str, failed: bool) -> str:
+        if self.out.rich:
+            colour = _ANSI.get(style, "37")
+            body = f"\x1b[31m{message}\x1b[0m" if failed else message
+            return f"\x1b[2m{stamp}\x1b[0m \x1b[{colour}m{kind:<5}\x1b[0m {body}\n"
+        return f"{stamp} {kind:<5} {message}\n"
 
     def _start_flusher(self) -> None:
         """Flush at most every ``FLUSH_INTERVAL`` s (50 ms is too short to notice on a
@@ -112,20 +172,11 @@ class DevLog:
     def _flush_loop(self) -> None:
         while True:
             time.sleep(FLUSH_INTERVAL)
-            if self._pending:
+            if self._queue:
                 try:
                     self.flush()
                 except (OSError, ValueError):  # the stream was closed
                     return
-
-    def write(self, text: str) -> None:
-        """Text into the batch: the console lines, and ``print()`` from handlers (see
-        ``capture_prints``)."""
-        if text:
-            with self._lock:
-                self._pending.append(text)
-            if self._flusher is None:
-                self._start_flusher()
 
     @contextmanager
     def capture_prints(self) -> Iterator[None]:
@@ -144,29 +195,6 @@ class DevLog:
 
     def info(self, message: str) -> None:
         self.line("DEV", "green", message)
-
-    def access(
-        self,
-        method: str,
-        path: str,
-        status: int,
-        duration_ms: float,
-        request_id: str,
-        user_id: str | None = None,
-    ) -> None:
-        """The HTTP app's access line, called directly (no logging record: see ``AccessLog``)."""
-        message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
-        self.line("HTTP", "cyan", message, failed=status >= 500)
-        if self.feed is not None:
-            self.feed.publish(
-                "request",
-                method=method,
-                path=path,
-                status=status,
-                duration_ms=round(duration_ms, 1),
-                request_id=request_id,
-                user=user_id,
-            )
 
     def error(self, message: str) -> None:
         self.line("DEV", "red", message, failed=True)

@@ -112,7 +112,7 @@ class DevServer:
         self.out = out
         self.log = DevLog(out)
         self.feed = Feed()
-        self.log.feed = self.feed
+        self.log.attach(self.feed)
         self.env = DevEnvironment(self.root, options.env)
         self.env.apply()
         _configure_logging(self.log)

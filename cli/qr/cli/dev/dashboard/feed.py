@@ -1,7 +1,8 @@
 """The dashboard's live feed: console lines and requests as they happen, bounded.
 
-Producers (``DevLog``: every console line, every access line) call ``publish`` from any thread;
-it appends one tuple to a ring buffer of ``SIZE`` events and never blocks or waits for a
+Producers call ``publish`` from any thread (``DevLog`` publishes every console and access line
+from its flusher thread, in batches, and flushes before each read through ``before_read``, so a
+reader never misses what was logged before it asked); ``publish`` appends one tuple to a ring buffer of ``SIZE`` events and never blocks or waits for a
 reader, so a slow or stalled browser cannot slow the server. Readers (the server-sent events
 stream, ``qr.cli.dev.dashboard.pages``) poll the ring every ``TICK`` seconds and send what is
 new since their last sequence number in one frame; when a reader fell more than ``SIZE``
@@ -10,62 +11,139 @@ events behind, the events it missed are counted as dropped and the count is sent
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from qr.runtime import context
 from qr.runtime.local.connections import LocalRegistry, LocalSockets
 
 SIZE = 2000
-"""Events kept (the Logs page's history, and how far a reader may fall behind)."""
+"""Entries kept (the Logs page's history, and how far a reader may fall behind); an access line
+is one entry and two events."""
 TICK = 0.25
 """Seconds between two frames of one reader."""
 
 Event = dict[str, Any]
+ConsoleLine = tuple[float, str, str, str, bool]
+"""``(time, kind, style, message, failed)``: a console line as ``DevLog`` batches it."""
+AccessLine = tuple[float, str, str, int, float, str, str | None]
+"""``(time, method, path, status, duration_ms, request_id, user_id)``: one request's access line."""
 
 
 class Feed:
+    """The ring. Console and access lines are kept as the tuples ``DevLog`` made and turned into
+    events only when read (most of them never are: a dashboard tab is not always open); an
+    access line becomes two events, its console line and the request."""
+
     def __init__(self, size: int = SIZE, clock: Callable[[], float] = time.time) -> None:
         self.size = size
         self.clock = clock
-        self._events: deque[tuple[int, Event]] = deque(maxlen=size)
-        self._numbers = itertools.count(1)
+        self._entries: deque[tuple[int, Event | ConsoleLine | AccessLine]] = deque(maxlen=size)
+        self._last = 0
         self._lock = threading.Lock()
         self.readers = 0
+        self.before_read: Callable[[], None] | None = None
+        """Called before each read (``DevLog.flush``: producers that batch publish now)."""
         self.closed = False
         """Set at shutdown: readers end their streams (uvicorn waits for open responses)."""
 
     def publish(self, kind: str, **fields: Any) -> None:
+        """Append one event, stamped now."""
         fields["kind"] = kind
         fields["time"] = self.clock()
         with self._lock:  # sequence numbers and ring order agree
-            number = next(self._numbers)
-            fields["seq"] = number
-            self._events.append((number, fields))
+            self._last += 1
+            fields["seq"] = self._last
+            self._entries.append((self._last, fields))
+
+    def publish_lines(self, lines: Iterable[str | ConsoleLine | AccessLine]) -> None:
+        """Append a batch of ``DevLog`` lines (printed text is not an event)."""
+        with self._lock:
+            last = self._last
+            append = self._entries.append
+            for line in lines:
+                if isinstance(line, str):
+                    continue
+                last += 1 if len(line) == 5 else 2  # an access line: its console line, the request
+                append((last, line))
+            self._last = last
 
     @property
     def last(self) -> int:
+        if self.before_read is not None:
+            self.before_read()
         with self._lock:
-            return self._events[-1][0] if self._events else 0
+            return self._last
 
     def since(self, seq: int, limit: int | None = None) -> tuple[list[Event], int, int]:
         """Events after ``seq`` (at most ``limit``, the newest), how many were missed (dropped
         from the ring before this reader saw them, or beyond ``limit``), and the new position."""
+        if self.before_read is not None:
+            self.before_read()
         with self._lock:
-            events = list(self._events)
-        if not events:
+            entries = list(self._entries)
+        if not entries:
             return [], 0, seq
-        first, newest = events[0][0], events[-1][0]
-        dropped = max(0, first - seq - 1)
-        fresh = [event for number, event in events if number > seq]
+        first_number, first = entries[0]
+        if len(first) == 7:  # an access line's first event is one number earlier
+            first_number -= 1
+        dropped = max(0, first_number - seq - 1)
+        fresh: list[Event] = []
+        for number, payload in entries:
+            if number > seq:
+                _expand(number, payload, fresh)
         if limit is not None and len(fresh) > limit:
             dropped += len(fresh) - limit
             fresh = fresh[-limit:]
-        return fresh, dropped, max(seq, newest)
+        return fresh, dropped, max(seq, entries[-1][0])
+
+
+def _expand(number: int, payload: Event | ConsoleLine | AccessLine, into: list[Event]) -> None:
+    if isinstance(payload, dict):
+        into.append(payload)
+    elif len(payload) == 5:
+        at, source, _, message, failed = payload
+        level = "error" if failed else "warning" if source == "WARN" else "info"
+        into.append(
+            {
+                "kind": "log",
+                "time": at,
+                "seq": number,
+                "source": source,
+                "level": level,
+                "message": message,
+            }
+        )
+    else:
+        at, method, path, status, duration_ms, request_id, user_id = payload
+        failed = status >= 500
+        message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
+        into.append(
+            {
+                "kind": "log",
+                "time": at,
+                "seq": number - 1,
+                "source": "HTTP",
+                "level": "error" if failed else "info",
+                "message": message,
+            }
+        )
+        into.append(
+            {
+                "kind": "request",
+                "time": at,
+                "seq": number,
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(duration_ms, 1),
+                "request_id": request_id,
+                "user": user_id,
+            }
+        )
 
 
 class FeedSockets(LocalSockets):
