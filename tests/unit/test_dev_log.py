@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from qr.cli.console import Output
+from qr.cli.dev.dashboard.feed import Feed
 from qr.cli.dev.log import DevLog
 from qr.runtime import context
 from tests.waiting import until
@@ -109,3 +110,46 @@ def test_the_users_log_lines_carry_the_current_request_id() -> None:
     log.flush()
     lines = [line.split(" ", 1)[1] for line in stream.getvalue().splitlines()]
     assert lines == ["LOG   saved bookmark 5 [req-123]", "LOG   outside any request"]
+
+
+def test_a_feed_reader_sees_lines_still_in_the_batch_as_events() -> None:
+    log, _ = make_log()
+    feed = Feed()
+    log.attach(feed)
+    log.access("GET", "/a", 200, 1.25, "r1", "alice")
+    log.line("JOB", "magenta", "job j1 ok")
+    log.access("POST", "/b", 502, 3.0, "r2")
+    events, dropped, position = feed.since(0)  # no flush asked for: the read flushes
+    assert dropped == 0 and position == 5
+    assert [(e["kind"], e["seq"]) for e in events] == [
+        ("log", 1),
+        ("request", 2),
+        ("log", 3),
+        ("log", 4),
+        ("request", 5),
+    ]
+    assert events[0]["message"] == "GET /a 200 1.2ms r1" and events[0]["level"] == "info"
+    assert events[1] == {
+        "kind": "request",
+        "time": 0.0,
+        "seq": 2,
+        "method": "GET",
+        "path": "/a",
+        "status": 200,
+        "duration_ms": 1.2,
+        "request_id": "r1",
+        "user": "alice",
+    }
+    assert events[2]["source"] == "JOB" and events[3]["level"] == "error"
+    assert feed.since(position) == ([], 0, 5)
+
+
+def test_a_slow_feed_reader_counts_both_events_of_each_dropped_access_line() -> None:
+    log, _ = make_log()
+    feed = Feed(size=3)
+    log.attach(feed)
+    for number in range(5):
+        log.access("GET", f"/{number}", 200, 1.0, f"r{number}")
+    events, dropped, position = feed.since(0)
+    assert [e["path"] for e in events if e["kind"] == "request"] == ["/2", "/3", "/4"]
+    assert dropped == 4 and position == 10
