@@ -50,6 +50,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -90,6 +91,7 @@ the app logs each request on the ``qr.http`` logger; ``qr dev`` passes one becau
 record per request costs about a third of its throughput."""
 
 _DEFAULT_CORS = Cors()
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class QrApp:
         request_id = str(state.get("request_id") or f"{_random_bits(128):032x}")
         status = 500
         try:
-            response = await self.respond(scope, receive, request_id, state.get("deadline"))
+            response = await self.respond(scope, receive, request_id, state)
             status = response.status_code
             if scope["method"] == "HEAD":
                 send = _without_body(send)
@@ -201,10 +203,10 @@ class QrApp:
                 )
 
     async def respond(
-        self, scope: Scope, receive: Receive, request_id: str, platform_deadline: float | None
+        self, scope: Scope, receive: Receive, request_id: str, state: Mapping[str, Any]
     ) -> StarletteResponse:
         method: str = scope["method"]
-        problem = (scope.get("state") or {}).get("bad_request")
+        problem = state.get("bad_request")
         if problem:
             error_log.warning(
                 "%s %s: 400 Bad Request: %s",
@@ -248,7 +250,7 @@ class QrApp:
                 return StarletteResponse(
                     status_code=204, headers={"allow": endpoint.allow, **headers}
                 )
-        cors_headers = cors.headers_for(route_cors, origin) if origin else {}
+        cors_headers = cors.headers_for(route_cors, origin) if origin else _NO_HEADERS
         function = endpoint.handlers.get(method)
         if function is None:
             return _with(
@@ -261,6 +263,7 @@ class QrApp:
             )
         timeout = endpoint.config.timeout
         now = time.monotonic()
+        platform_deadline = state.get("deadline")
         if platform_deadline is not None:
             timeout = max(0.0, min(timeout, platform_deadline - now))
         exchange = _Exchange(
