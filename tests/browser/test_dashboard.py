@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 from websockets.sync.client import connect
 
 from tests.integration.test_dev_server import DevProcess
@@ -35,6 +35,14 @@ def _sign_in(dev: DevProcess, user: str) -> str:
 def _open(page: Page, dev: DevProcess, section: str = "") -> None:
     """Open a dashboard page and wait until its live feed is connected."""
     page.goto(f"{dev.url}/_qr/{section}")
+    expect(page.locator("#feed-status")).to_have_text("live")
+
+
+def _follow(page: Page, link: Locator | str) -> None:
+    """Click a link to another dashboard page and wait until that page's script runs (its live
+    feed connects): on a loaded machine a click on an action button before then does nothing."""
+    with page.expect_navigation():
+        (page.locator(link) if isinstance(link, str) else link).click()
     expect(page.locator("#feed-status")).to_have_text("live")
 
 
@@ -176,7 +184,7 @@ def test_a_job_pushed_from_the_queues_page_shows_its_latest_error(
 def test_a_delayed_job_can_be_cancelled(page: Page, bookmarks: DevProcess) -> None:
     _open(page, bookmarks, "queues")
     _push(page, "screenshots", {"id": "later"}, delay=600)
-    page.click("#pushed-job")
+    _follow(page, "#pushed-job")
     expect(page.locator("#job")).to_have_attribute("data-status", "delayed")
     page.click("#cancel-job")
     expect(page.locator("#flash")).to_contain_text("cancelled")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_dashboard import _open, _push, _sign_in
+from tests.browser.test_dashboard import _follow, _open, _push, _sign_in
 from tests.integration.test_dev_server import DevProcess
 from tests.waiting import WAIT, until
 
@@ -39,7 +39,7 @@ def test_a_dead_job_shows_payload_and_every_attempt_and_retry_queues_it_again(
     _open(page, bookmarks, "queues")
     # update_profile sends to the pushing user's sockets: pushed by nobody, every attempt fails.
     job_id = _push(page, "update_profile.fifo", {"name": "Nobody"}, group="nobody")
-    page.click("#pushed-job")
+    _follow(page, "#pushed-job")
     assert job_id in page.locator("h1").inner_text()
     expect(page.locator("#job-payload")).to_contain_text('"Nobody"')
     expect(page.locator("#job")).to_have_attribute("data-status", "dead")
@@ -61,7 +61,7 @@ def test_a_dead_job_shows_payload_and_every_attempt_and_retry_queues_it_again(
 def test_a_succeeded_job_is_replayed_as_a_new_job(page: Page, bookmarks: DevProcess) -> None:
     origin = _add_bookmark(bookmarks, "replayer", "replayed")
     _open(page, bookmarks, f"trace/{origin}")
-    page.locator('#trace-jobs a[href^="/_qr/jobs/"]').first.click()
+    _follow(page, page.locator('#trace-jobs a[href^="/_qr/jobs/"]').first)
     expect(page.locator("#job")).to_have_attribute("data-status", "succeeded")
     first = page.locator("#job").get_attribute("data-job-id")
     page.click("#replay-job")  # the same payload again
@@ -75,7 +75,7 @@ def test_a_succeeded_job_is_replayed_as_a_new_job(page: Page, bookmarks: DevProc
 def test_a_delayed_job_runs_when_promoted(page: Page, bookmarks: DevProcess) -> None:
     _open(page, bookmarks, "queues")
     _push(page, "screenshots", {"id": "promoted"}, delay=600)
-    page.click("#pushed-job")
+    _follow(page, "#pushed-job")
     expect(page.locator("#job")).to_have_attribute("data-status", "delayed")
     page.click("#promote-job")
     expect(page.locator("#flash")).to_contain_text("runs now")
