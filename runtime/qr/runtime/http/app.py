@@ -107,6 +107,8 @@ class Endpoint:
     sync_hooks: bool
     """``authenticate`` and ``on_request`` are plain functions (or absent): a sync handler's
     whole chain can run in one worker-thread hop."""
+    auth_names: tuple[str, ...]
+    """The parameters of ``authenticate`` (what ``_credentials`` computes)."""
 
     @classmethod
     def build(cls, route: Route, module: Any, root: Path) -> Endpoint:
@@ -124,7 +126,8 @@ class Endpoint:
             for hook in (hooks.authenticate, hooks.on_request)
             if hook is not None
         )
-        return cls(route, handlers, ", ".join(allowed), hooks, route.config, sync_hooks)
+        auth_names = parameters(hooks.authenticate).names if hooks.authenticate else ()
+        return cls(route, handlers, ", ".join(allowed), hooks, route.config, sync_hooks, auth_names)
 
     @property
     def where(self) -> str:
@@ -372,8 +375,7 @@ class QrApp:
         request = ex.request
         user: Mapping[str, Any] | None = None
         if hooks.authenticate is not None:
-            names = parameters(hooks.authenticate).names
-            found = await call_with(hooks.authenticate, _credentials(ex, names))
+            found = await call_with(hooks.authenticate, _credentials(ex, ex.endpoint.auth_names))
             user = middleware.normalize_user(found, ex.endpoint.authenticate_where)
             context.update_user(user)
         if hooks.on_request is not None:
@@ -539,7 +541,7 @@ class _SyncChain:
         hooks = ex.endpoint.hooks
         if hooks.authenticate is not None:
             self.check()
-            found = hooks.authenticate(**_credentials(ex, parameters(hooks.authenticate).names))
+            found = hooks.authenticate(**_credentials(ex, ex.endpoint.auth_names))
             user = middleware.normalize_user(found, ex.endpoint.authenticate_where)
             self.user = user
             self.authenticated = True

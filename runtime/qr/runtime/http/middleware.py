@@ -81,6 +81,8 @@ def normalize_user(value: object, where: str) -> Mapping[str, Any] | None:
     """``authenticate``'s result as the user mapping (or ``None``)."""
     if value is None:
         return None
+    if type(value) is dict and value.get("id") is not None:  # the common answer, checked cheaply
+        return value
     if isinstance(value, str | int) and not isinstance(value, bool):
         return {"id": str(value)}
     if isinstance(value, Mapping):
