@@ -4,6 +4,9 @@ What the consumer writes (``start``/``finish``), what readers see (``get``/``lis
 cancellation and retention behave the same on both platforms. Before its first receive a job is
 the one documented difference: locally its queue row reads ``queued``/``delayed``, on AWS a push
 writes no state (``get`` is ``None``); either way a job cancelled then is refused at its start.
+A third run drives the DynamoDB adapter against ``qr dev --docker``'s local endpoint, which
+applies its requests to the SQLite job state (``qr.cli.docker.jobs_table``): what the function in
+a container writes and reads must mean the same there, local differences included.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from qr.cli.docker.aws_local import LocalAws, LocalAwsServer
+from qr.cli.docker.jobs_table import LocalJobsTable
 from qr.runtime.aws.job_state import DynamoJobStore
+from qr.runtime.local.connections import LocalSockets
 from qr.runtime.local.engine import Engine
 from qr.runtime.local.job_state import SqliteJobStore
+from qr.runtime.local.worker import LocalQueuePort
 from qr.runtime.ports import JobStart, JobStore, OutgoingJob
 from qr.runtime.queues import JSON
 from tests.integration.lambda_support import create_jobs_table, moto_clients
@@ -37,17 +44,43 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", "dynamodb", "docker-endpoint"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[JobStore]:
     if request.param == "sqlite":
         engine = Engine(tmp_path / "queues.db", clock=clock)
         yield SqliteJobStore(engine)
         engine.close()
         return
+    if request.param == "docker-endpoint":
+        yield from docker_endpoint_store(tmp_path, clock)
+        return
     clients = moto_clients(request.getfixturevalue("moto_url"))
     table = f"jobs-{uuid.uuid4().hex[:8]}"
     create_jobs_table(clients.get("dynamodb"), table)
     yield DynamoJobStore(table, clients, clock=clock)
+
+
+class EndpointJobStore(DynamoJobStore):
+    """``DynamoJobStore`` against ``qr dev --docker``'s local endpoint, over ``engine``'s state."""
+
+    engine: Engine
+
+
+def docker_endpoint_store(tmp_path: Path, clock: Clock) -> Iterator[DynamoJobStore]:
+    engine = Engine(tmp_path / "queues.db", clock=clock)
+    table = LocalJobsTable("app-dev-jobs", SqliteJobStore(engine))
+    server = LocalAwsServer(
+        LocalAws(LocalQueuePort(engine), LocalSockets(), "app-dev-", jobs=table)
+    )
+    server.start()
+    try:
+        clients = moto_clients(server.url("127.0.0.1") + "/dynamodb")
+        store = EndpointJobStore("app-dev-jobs", clients, clock=clock)
+        store.engine = engine
+        yield store
+    finally:
+        server.close()
+        engine.close()
 
 
 def start(store: JobStore, job_id: str = "j1", attempt: int = 1, **kw: object) -> bool:
@@ -58,10 +91,15 @@ def start(store: JobStore, job_id: str = "j1", attempt: int = 1, **kw: object) -
 
 def push(store: JobStore, *, delay: float = 0.0) -> str:
     """What a push leaves behind: locally a queue row (no state row), on AWS an SQS message only."""
-    if isinstance(store, SqliteJobStore):
+    if isinstance(store, SqliteJobStore | EndpointJobStore):
         job = OutgoingJob("q", "{}", JSON, delay=delay, user_id="u1")
         return store.engine.push(job).job_id
     return str(uuid.uuid4())
+
+
+def is_local(store: JobStore) -> bool:
+    """Over ``qr dev``'s SQLite state: directly, or through the ``--docker`` endpoint."""
+    return isinstance(store, SqliteJobStore | EndpointJobStore)
 
 
 def test_unknown_ids(store: JobStore) -> None:
@@ -181,7 +219,7 @@ def test_list_newest_first_by_queue_and_status(store: JobStore) -> None:
 
 
 def test_a_pushed_job_before_its_first_receive(store: JobStore, clock: Clock) -> None:
-    local = isinstance(store, SqliteJobStore)
+    local = is_local(store)
     queued, delayed = push(store), push(store, delay=30)
     state = store.get(queued)
     if not local:  # docs/queues.md: until its first receive a job has no state on AWS
@@ -204,7 +242,7 @@ def test_a_pushed_job_before_its_first_receive(store: JobStore, clock: Clock) ->
 def test_a_job_cancelled_before_its_first_receive_is_refused(store: JobStore) -> None:
     for job_id in (push(store), push(store, delay=30)):
         state = store.cancel(job_id)
-        if isinstance(store, SqliteJobStore):
+        if is_local(store):
             assert state is not None and (state.status, state.attempts) == ("cancelled", 0)
         else:  # nothing is known yet, a marker refuses the delivery
             assert state is None
@@ -217,7 +255,7 @@ def test_list_mixes_received_and_waiting_jobs(store: JobStore, clock: Clock) -> 
     clock.now += 0.001
     delayed = push(store, delay=30)
     listed = [(s.job_id, s.status) for s in store.list()]
-    if isinstance(store, SqliteJobStore):
+    if is_local(store):
         assert listed == [(delayed, "delayed"), (waiting, "queued"), ("running", "running")]
         assert [s.job_id for s in store.list(status="queued")] == [waiting]
     else:

@@ -69,6 +69,16 @@ def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> It
     (root / "api" / "push.py").write_text(PUSH, encoding="utf-8")
     (root / "api" / "logged.py").write_text(LOGGED, encoding="utf-8")
     (root / ".env").write_text("GREETING=Hi\n", encoding="utf-8")
+    with docker_dev(client, root, base / "dev.log", environment) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def docker_dev(
+    client: Any, root: Path, log: Path, environment: dict[str, str]
+) -> Iterator[DevProcess]:
+    """``qr dev --docker`` on the project at ``root`` (its runtime the local base image's
+    Python), console in ``log``; its containers are removed after the server has stopped."""
     env = {
         **os.environ,
         "NO_COLOR": "1",
@@ -78,7 +88,7 @@ def serve_docker_dev(client: Any, base: Path, environment: dict[str, str]) -> It
     }
     args = ["--docker", "--port", "0"]
     try:
-        with running_dev(root, base / "dev.log", args, env, timeout=300) as server:
+        with running_dev(root, log, args, env, timeout=300) as server:
             yield server
     finally:  # after the server is gone: its containers
         for container in _containers(client, root):

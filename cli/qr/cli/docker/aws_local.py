@@ -12,9 +12,11 @@ platform:
   ``GetQueueUrl``.
 * ``/ws/@connections/{id}`` (the API Gateway management API): ``POST`` → ``SocketPort.send``
   (``410 GoneException`` when the connection is gone), ``DELETE`` → ``close``, ``GET`` → 200/410.
-* ``/dynamodb`` (JSON protocol): ``PutItem``, ``GetItem``, ``UpdateItem`` (``SET`` clauses only),
-  ``DeleteItem`` (``ReturnValues=ALL_OLD``) and ``Query`` (equality on the hash key) on an
-  in-memory table keyed by ``pk``/``sk``: the connection registry's item store.
+* ``/dynamodb`` (JSON protocol): on the jobs table (``QR_JOBS_TABLE``) the requests of
+  ``DynamoJobStore``, applied to the dev server's job state (``jobs_table``); on any other table
+  ``PutItem``, ``GetItem``, ``UpdateItem`` (``SET`` clauses only), ``DeleteItem``
+  (``ReturnValues=ALL_OLD``) and ``Query`` (equality on the hash key) on an in-memory table keyed
+  by ``pk``/``sk``: the connection registry's item store.
 * ``/ssm`` (JSON 1.1 protocol): ``GetParametersByPath`` (``Recursive``, ``MaxResults`` and
   ``NextToken`` pages, ``WithDecryption`` accepted) over the dev environment, each variable a
   parameter ``ssm_path + NAME``: what the entry point loads into ``os.environ`` at cold start.
@@ -35,6 +37,7 @@ from urllib.parse import unquote
 
 from qr.cli.docker._http import Handler, Serving
 from qr.cli.docker.events import ACCOUNT
+from qr.cli.docker.jobs_table import LocalJobsTable, TableError
 from qr.runtime.ports import OutgoingJob, QueuePort, SocketPort
 
 HASH_KEY, RANGE_KEY = "pk", "sk"
@@ -65,6 +68,8 @@ class LocalAws:
     parameters: Callable[[], Mapping[str, str]] = dict
     """The dev environment, served as the parameters under ``ssm_path``."""
     region: str = "us-east-1"
+    jobs: LocalJobsTable | None = None
+    """The jobs table, served from the dev server's job state (``None``: not served)."""
     tables: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -177,6 +182,11 @@ class LocalAws:
     # -- DynamoDB ------------------------------------------------------------------------------
 
     def dynamodb(self, action: str, request: dict[str, Any]) -> dict[str, Any]:
+        if self.jobs is not None and request.get("TableName") == self.jobs.table:
+            try:
+                return self.jobs.serve(action, request)
+            except TableError as exc:
+                raise AwsError(400, exc.code, exc.message) from None
         with self.lock:
             table = self.tables.setdefault(str(request.get("TableName", "")), {})
             if action == "PutItem":

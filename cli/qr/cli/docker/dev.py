@@ -11,7 +11,10 @@ production uses (``qr.cli.docker.events``):
 * ``DockerWorker`` (the local queue ``Worker`` with one change): the jobs of one claim go to the
   function as one SQS batch; the ids in ``batchItemFailures`` (or all of them when the invocation
   failed) are failed through the engine - backoff, then the dead-letter queue - and the rest
-  acknowledged. ``extend`` serves ``ChangeMessageVisibility`` for jobs in flight.
+  acknowledged. ``extend`` serves ``ChangeMessageVisibility`` for jobs in flight. The function
+  records each job's start, progress and outcome itself (``DynamoJobStore`` against
+  ``jobs_table``, the same job state): an outcome it recorded is kept, and the engine records
+  one only when the function could not (a crash, a platform timeout).
 * ``run_schedule``: the EventBridge Scheduler input ``{"qr": "schedule", "name": ...}``.
 """
 
@@ -261,8 +264,16 @@ class DockerWorker(Worker):
         if error is None:
             outcome = "ok" if self.engine.ack(claimed) else "stale"
         else:
+            recorded = self._recorded_error(claimed) if config.keep_results else None
+            if recorded is not None:
+                error = f"{recorded.get('type', 'Error')}: {recorded.get('message', '')}"
             outcome = self.engine.fail(
-                claimed, error, max_attempts=config.max_attempts, backoff=config.backoff
+                claimed,
+                error,
+                max_attempts=config.max_attempts,
+                backoff=config.backoff,
+                error_info=recorded,
+                recorded=recorded is not None,
             )
         duration = time.monotonic() - started
         level = logging.INFO if outcome == "ok" else logging.WARNING
@@ -280,6 +291,14 @@ class DockerWorker(Worker):
         return JobOutcome(
             claimed.job_id, claimed.queue, outcome, claimed.received_count, duration, None, error
         )
+
+    def _recorded_error(self, claimed: Claimed) -> dict[str, str] | None:
+        """The error the function recorded for this attempt (its ``JobStore.finish``): the claim
+        set ``running``, so any other status was written since, by the function."""
+        state = self.engine.job_state(claimed.job_id)
+        if state is None or state.attempts != claimed.received_count:
+            return None
+        return state.error if state.status in ("failed", "dead", "cancelled") else None
 
     def _send(self, queue: Queue, batch: _Batch) -> None:
         batch.sealed = True

@@ -10,9 +10,10 @@
 4. serve the local AWS endpoints the production adapters call (``aws_local``);
 5. start the warm pool, its containers running ``qr.runtime.aws.entry.handler`` with the
    environment Terraform would set (``QR_QUEUE_URL_PREFIX``, ``QR_WS_ENDPOINT``,
-   ``QR_CONNECTIONS_TABLE``, ``QR_SSM_PATH`` ...) pointed at those endpoints. The dev environment
-   (``.env``, ``--env``) is not passed as container variables: it is served as the SSM
-   parameters under ``QR_SSM_PATH``, which the entry point loads at cold start as in production.
+   ``QR_CONNECTIONS_TABLE``, ``QR_JOBS_TABLE``, ``QR_SSM_PATH`` ...) pointed at those endpoints.
+   The dev environment (``.env``, ``--env``) is not passed as container variables: it is served
+   as the SSM parameters under ``QR_SSM_PATH``, which the entry point loads at cold start as in
+   production.
 
 A container that crashes on init is reported with its output and the server keeps running: the
 next invocation tries again. ``reload(manifest)`` repeats stage 2 and restarts the containers.
@@ -44,7 +45,9 @@ from qr.cli.docker.image import (
     default_base_image,
     host_architecture,
 )
+from qr.cli.docker.jobs_table import LocalJobsTable
 from qr.cli.docker.pool import PROJECT_LABEL, ContainerPool, LogLine, PoolConfig
+from qr.runtime.aws.batch import TRACEBACKS_VARIABLE
 from qr.runtime.aws.entry import ACCESS_LOG_VARIABLE
 from qr.runtime.manifest import Manifest
 from qr.runtime.ports import Platform
@@ -144,6 +147,7 @@ class DockerFunction:
         self.function_name = f"{config.name}-{STAGE}"
         self.queue_prefix = f"{self.function_name}-"
         self.ssm_path = f"/qr/{config.name}/{STAGE}/"
+        self.jobs_table = f"{self.function_name}-jobs"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -163,6 +167,7 @@ class DockerFunction:
         builder = ImageBuilder(self.client, self.image_cache, log=log.info)
         self.image = builder.ensure(ImageSpec(config.python_version, base, requirements=("boto3",)))
         listen = listen_address(self.client, self.settings.network)
+        jobs = self.platform.jobs
         aws = LocalAws(
             self.platform.queues,
             self.platform.sockets,
@@ -171,6 +176,7 @@ class DockerFunction:
             ssm_path=self.ssm_path,
             parameters=self.settings.dev_environment,
             region=config.region,
+            jobs=None if jobs is None else LocalJobsTable(self.jobs_table, jobs),
         )
         self.aws_server = LocalAwsServer(aws, listen)
         self.aws_server.start()
@@ -242,6 +248,12 @@ class DockerFunction:
             "QR_STAGE": STAGE,
             "QR_QUEUE_URL_PREFIX": f"{endpoint}/sqs/{ACCOUNT}/{self.queue_prefix}",
             "QR_CONNECTIONS_TABLE": f"{self.function_name}-connections",
+            # always, unlike Terraform (only when a queue keeps results): plain qr dev always
+            # keeps job state, so jobs.get() answers the same with and without --docker
+            "QR_JOBS_TABLE": self.jobs_table,
+            # errors keep their traceback, as under plain qr dev (QR_JOB_TRACEBACKS=off in .env
+            # for the stage's default)
+            TRACEBACKS_VARIABLE: "on",
             "QR_WS_ENDPOINT": f"{endpoint}/ws",
             "QR_BASE_URL": base_url,
             "QR_SSM_PATH": self.ssm_path,

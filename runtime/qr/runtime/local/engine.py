@@ -547,12 +547,15 @@ class Engine:
         backoff: Backoff,
         error_info: dict[str, str] | None = None,
         progress: tuple[float, str | None] | None = None,
+        recorded: bool = False,
     ) -> FailOutcome:
         """Record a failure: back to the queue after the backoff, or to the DLQ when spent.
 
         A job that was asked to cancel (``cancel``) while it ran is not retried: it ends
         ``cancelled``. ``error_info`` is the error as the job state shows it (type, message,
-        traceback); ``error`` the text kept with the dead letter."""
+        traceback); ``error`` the text kept with the dead letter. ``recorded``: the consumer
+        has already recorded this attempt's failure in the job state (``JobStore.finish``, the
+        function's own under ``qr dev --docker``), so a retry moves only the queue."""
         info = error_info or {"type": "Error", "message": error}
         with self._transaction() as db:
             now = self.now_ms()
@@ -575,7 +578,7 @@ class Engine:
                 "UPDATE jobs SET visible_ms=?, receipt=NULL, last_error=? WHERE seq=?",
                 (visible, error, job.seq),
             )
-            if keep:
+            if keep and not recorded:
                 job_state.finished(db, job.job_id, "failed", now, error=info, progress=progress)
             if job.fifo and job.group_id is not None:
                 self._set_group_visible(db, job.queue, job.group_id, job.seq, visible)
@@ -892,7 +895,9 @@ class Engine:
         error: dict[str, str] | None = None,
         progress: tuple[float, str | None] | None = None,
     ) -> bool:
-        """``JobStore.finish`` for a consumer other than this engine's worker."""
+        """``JobStore.finish`` for a consumer other than this engine's worker. ``keep`` counts
+        from a final outcome; a ``failed`` one (it will retry) leaves the retention as it was,
+        as on DynamoDB, where it sets no TTL."""
         with self._transaction() as db:
             return job_state.finished(
                 db,
@@ -902,7 +907,7 @@ class Engine:
                 result=None if result is None else _result_json(result),
                 error=error,
                 progress=progress,
-                keep_ms=int(keep * 1000),
+                keep_ms=None if status == "failed" else int(keep * 1000),
             )
 
     def finished_per_queue(self, since: float) -> dict[str, int]:
