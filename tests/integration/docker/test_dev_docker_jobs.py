@@ -47,6 +47,19 @@ DOCKER_FILES = {
         "        time.sleep(0.1)\n"
         "    return 'never saw the cancel'\n"
     ),
+    "queues/stretch.py": (
+        "import time\n"
+        "config = {'timeout': 120, 'max_attempts': 1}\n"
+        "def handler(payload, job):\n"
+        "    print(f'stretching {job.job_id}')\n"
+        "    give_up = time.monotonic() + 60\n"
+        "    while time.monotonic() < give_up:\n"
+        "        job.extend(30)\n"
+        "        if job.cancelled:\n"
+        "            raise RuntimeError('stopped at extend')\n"
+        "        time.sleep(0.1)\n"
+        "    return 'never saw the cancel'\n"
+    ),
     "queues/later.py": (
         "def handler(payload, job):\n    print(f'later ran {job.job_id}')\n    return payload\n"
     ),
@@ -150,3 +163,13 @@ def test_a_running_job_sees_a_cancel_from_the_host_at_its_next_progress(dev: Dev
     state = _when(dev, job_id, "cancelled")
     assert state["error"]["message"] == "stopped: cancelled"
     assert state["attempts"] == 1  # not retried
+
+
+def test_a_running_job_sees_a_cancel_from_the_host_at_its_next_extend(dev: DevProcess) -> None:
+    job_id = _push(dev, "stretch", {})
+    _when(dev, job_id, "running")
+    dev.until(lambda: f"stretching {job_id}" in dev.output(), "the job to be extending", WAIT)
+    cancelled = dev.qr("jobs", "cancel", job_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    state = _when(dev, job_id, "cancelled")
+    assert state["error"]["message"] == "stopped at extend"
