@@ -7,7 +7,7 @@ import http.client
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -19,8 +19,8 @@ class _Backend:
         self.work: list[Work] = [Work("req-1", b'{"a": 1}', 1_900_000_000_000, "arn:fn")]
         self.results: list[tuple[str, str, bytes]] = []
 
-    async def next_invocation(self) -> Work | None:
-        return self.work.pop(0) if self.work else None
+    def next_invocation(self, deliver: Callable[[Work | None], bool]) -> None:
+        deliver(self.work.pop(0) if self.work else None)
 
     def respond(self, request_id: str, payload: bytes) -> bool:
         self.results.append(("response", request_id, payload))
@@ -163,9 +163,9 @@ def test_served_on_the_given_event_loop_without_a_thread_hop() -> None:
     threads: list[str] = []
 
     class Recording(_Backend):
-        async def next_invocation(self) -> Work | None:
+        def next_invocation(self, deliver: Callable[[Work | None], bool]) -> None:
             threads.append(threading.current_thread().name)
-            return await super().next_invocation()
+            super().next_invocation(deliver)
 
         def respond(self, request_id: str, payload: bytes) -> bool:
             threads.append(threading.current_thread().name)
@@ -190,3 +190,78 @@ def test_served_on_the_given_event_loop_without_a_thread_hop() -> None:
 
     asyncio.run(exchange())
     assert threads == [threading.current_thread().name] * 2
+
+
+class _Waiting(_Backend):
+    """Keeps each ``next``'s ``deliver`` and each result for the test to act on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.deliver: Callable[[Work | None], bool] | None = None
+        self.asked = asyncio.Event()
+        self.result: asyncio.Future[bytes] = loop.create_future()
+
+    def next_invocation(self, deliver: Callable[[Work | None], bool]) -> None:
+        self.deliver = deliver
+        self.asked.set()
+
+    def respond(self, request_id: str, payload: bytes) -> bool:
+        self.result.set_result(payload)
+        return True
+
+
+def _client(server: RuntimeAPIServer, request: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(request)
+    return sock
+
+
+def test_a_waiting_next_is_answered_in_the_turn_that_delivers_the_invocation() -> None:
+    """The event reaches the container's socket during ``deliver`` itself: the loop does not
+    have to come round to a task first (the test blocks the loop while it reads)."""
+
+    async def exchange() -> bytes:
+        backend = _Waiting(asyncio.get_running_loop())
+        server = RuntimeAPIServer(backend, loop=asyncio.get_running_loop()).start()
+        sock = _client(server, f"GET {PREFIX}/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        try:
+            await asyncio.wait_for(backend.asked.wait(), 30)
+            assert backend.deliver is not None
+            assert backend.deliver(backend.work[0])
+            return sock.recv(65536)  # blocking, on the loop's thread: no turn of the loop
+        finally:
+            sock.close()
+            server.close()
+
+    answer = asyncio.run(exchange())
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"Lambda-Runtime-Aws-Request-Id: req-1\r\n" in answer
+
+
+def test_the_caller_gets_the_result_before_the_container_gets_its_202() -> None:
+    """The caller of the invocation (the request waiting for it) runs first; the container's
+    202, which it only needs to ask for its next event, follows in the same turn."""
+
+    async def exchange() -> tuple[bytes, bytes]:
+        backend = _Waiting(asyncio.get_running_loop())
+        server = RuntimeAPIServer(backend, loop=asyncio.get_running_loop()).start()
+        path = f"{PREFIX}/invocation/req-1/response"
+        sock = _client(server, f"POST {path} HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+        try:
+            async with asyncio.timeout(30):  # (``wait_for`` would resume us a turn later)
+                payload = await backend.result
+            sock.setblocking(False)
+            try:
+                early = sock.recv(65536)  # loopback: a written reply would be here already
+            except BlockingIOError:
+                early = b""
+            sock.settimeout(10)
+            await asyncio.sleep(0)
+            return early, payload + b" " + sock.recv(65536)
+        finally:
+            sock.close()
+            server.close()
+
+    early, late = asyncio.run(exchange())
+    assert early == b""
+    assert late.startswith(b"{} HTTP/1.1 202 ")

@@ -382,8 +382,8 @@ class _Slot:
         self._stopping = False
         self._lock = threading.Lock()
         """Guards ``current`` and ``history`` (read by the log thread)."""
-        self._waiter: asyncio.Future[_Job | None] | None = None
-        """The waiting ``next``'s future while this container is idle (``None``: stop waiting)."""
+        self._send: Callable[[Work | None], bool] | None = None
+        """Answers this container's waiting ``next`` (``RuntimeAPIServer``), while it waits."""
         config = pool.config
         default = "127.0.0.1" if config.network == "host" else "0.0.0.0"
         self.server = RuntimeAPIServer(self, config.listen or default, loop=pool.loop)
@@ -421,43 +421,55 @@ class _Slot:
             self._deliver(None)
 
     def _deliver(self, job: _Job | None) -> bool:
-        """Complete the waiting ``next`` with ``job``; ``False`` when none waits any more."""
-        waiter, self._waiter = self._waiter, None
-        if waiter is None or waiter.done():
+        """Hand ``job`` to the waiting ``next`` (``None``: stop waiting); ``False`` when no
+        ``next`` waits here (or its connection is gone), so the job goes elsewhere."""
+        send, self._send = self._send, None
+        if send is None:
             return False
-        waiter.set_result(job)
+        if job is None:
+            send(None)
+            return True
+        if not self._serving():  # being stopped: the job goes to another container
+            send(None)
+            self.pool._hand_out(job, first=True)
+            return True
+        with self._lock:
+            self.current = job
+            self.history.append((job.work.request_id, time.time(), None))
+        if not send(job.work):
+            with self._lock:
+                self.current = None
+                self.history.pop()
+            return False
+        job.timer = self.pool.loop.call_later(job.timeout, self._timed_out, job)
         return True
 
     # RuntimeBackend, called on the pool's loop
-    async def next_invocation(self) -> Work | None:
+    def next_invocation(self, send: Callable[[Work | None], bool]) -> None:
+        """The container asks for work: the oldest queued invocation now, else when one comes
+        (``_hand_out`` calls ``_deliver`` from the submitting handler, in the same turn of the
+        loop: the event is written to the container right away)."""
         with self._lock:
             self.current = None
             if self.state == "starting":
                 self.state = "ready"
                 self.started.set()
         pool = self.pool
-        while self._serving():
+        pool._leave_idle(self)  # a second connection's ``next`` replaces the first one's
+        self._send = send
+        if not self._serving():
+            self._deliver(None)
+            return
+        while True:
             job = pool._take(self)
-            if job is None:
-                self._waiter = pool.loop.create_future()
-                try:
-                    job = await self._waiter
-                finally:  # also when the connection's task is cancelled
-                    self._waiter = None
-                    pool._leave_idle(self)
-                if job is None:  # woken to stop
-                    continue
+            if job is None:  # idle now: ``_deliver`` answers when work comes
+                return
             if job.future.done():  # failed while queued
                 continue
-            if not self._serving():
+            if not self._deliver(job):  # the connection is gone
+                pool._leave_idle(self)
                 pool._hand_out(job, first=True)
-                return None
-            with self._lock:
-                self.current = job
-                self.history.append((job.work.request_id, time.time(), None))
-            job.timer = pool.loop.call_later(job.timeout, self._timed_out, job)
-            return job.work
-        return None
+            return
 
     def _serving(self) -> bool:
         return not self._stopping and self.state != "dead"
