@@ -26,6 +26,7 @@ from typing import Any
 from qr.cli.bundle import Bundle, build_bundle
 from qr.cli.project import build_dir
 from qr.cli.terraform import TerraformModel, terraform_model, write
+from qr.runtime.local.private import private_dir
 from qr.runtime.manifest import Manifest, scan
 
 BundleStep = Callable[[Manifest, str, Path], Bundle]
@@ -94,8 +95,7 @@ def build(
     manifest = scan(root)
     stage_name = manifest.config.stage(stage).name
     model = terraform_model(manifest, stage_name)
-    directory = build_dir(manifest.root, stage_name)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(build_dir(manifest.root, stage_name))  # .qr/build/<stage>: 0700
     manifest_file = directory / MANIFEST_FILE
     manifest_file.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
     built = bundle(manifest, stage_name, directory) if bundle is not None else None

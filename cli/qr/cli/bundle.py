@@ -50,6 +50,7 @@ from pathlib import Path
 import qr.runtime
 from qr.cli import project_files
 from qr.cli.errors import QrError
+from qr.runtime.local.private import FILE_MODE, private_dir
 from qr.runtime.manifest import Manifest
 
 BUNDLE_FILE = "bundle.zip"
@@ -155,7 +156,7 @@ def build_bundle(
     _check_size(files, limit)
     if precompile is None:
         precompile = python_version == "{}.{}".format(*sys.version_info[:2])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)  # .qr/build/<stage> or .qr/docker: 0700, the zip 0600
     path = out_dir / BUNDLE_FILE
     folders = write_zip(path, files, precompile=precompile)
     data = path.read_bytes()
@@ -325,7 +326,7 @@ def install_dependencies(
     target = cache_dir / f"{platform}-py{python_version}-{key}"
     if (target / ".complete").is_file():
         return target, True
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(cache_dir)  # .qr/cache/deps: 0700
     work = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=cache_dir))
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=work, delete=False) as handle:
@@ -492,6 +493,7 @@ def write_zip(path: Path, files: dict[str, Path], *, precompile: bool) -> tuple[
                 total[0] += 1
                 total[1] += info.file_size
                 total[2] += info.compress_size
+        partial.chmod(FILE_MODE)
         partial.replace(path)
     folders = [FolderSize(name, *total) for name, total in totals.items()]
     return tuple(sorted(folders, key=lambda f: (-f.size, f.name)))

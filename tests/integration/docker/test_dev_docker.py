@@ -12,6 +12,10 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
+import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from qr.cli.docker.pool import PROJECT_LABEL
+from qr.runtime.local.engine import DB_PATH
 from tests.integration.docker.conftest import BASE_IMAGE, CACHE
 from tests.integration.test_dev_server import (
     MIDDLEWARE,
@@ -185,8 +190,103 @@ def test_env_change_reaches_the_restarted_containers_through_ssm(dev: DevProcess
     )
 
 
+def test_the_bundle_and_its_cache_are_private(dev: DevProcess) -> None:
+    """``.qr/docker`` and ``.qr/cache`` are 0700 like ``.qr/dev``, the bundle 0600; the task
+    dirs inside keep their modes: each is mounted at ``/var/task`` for the container's user."""
+    qr_dir = dev.root / ".qr"
+    folders = [qr_dir / "docker", qr_dir / "cache", qr_dir / "cache" / "deps"]
+    assert {f.name: _mode(f) for f in folders} == {f.name: 0o700 for f in folders}
+    assert _mode(qr_dir / "docker" / "bundle.zip") == 0o600
+    tasks = list((qr_dir / "docker").glob("task-*"))
+    assert tasks and all(_mode(task) & 0o005 == 0o005 for task in tasks)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def test_ctrl_c_stops_and_removes_the_containers(dev: DevProcess, docker_client: Any) -> None:
     dev.process.send_signal(signal.SIGINT)
     assert dev.process.wait(timeout=WAIT) == 0
     left = _containers(docker_client, dev.root)
     assert left == []
+
+
+def test_containers_the_engine_refuses_to_create_are_a_qr_error(
+    docker_client: Any, tmp_path: Path
+) -> None:
+    """Docker cannot bind-mount a path with ':' in it: the dev server stops at start with
+    qr's error (what, why, how to fix) and exit code 1, not uvicorn's "Application startup
+    failed" and its exit code 3."""
+    base = tmp_path / "co:lon"
+    base.mkdir()
+    root = scaffold(base)
+    config = root / "qr.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("runtime: python3.12", "runtime: python3.11"), encoding="utf-8")
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "QR_DOCKER_BASE_IMAGE": BASE_IMAGE,
+        "QR_DOCKER_NETWORK": "host",
+        "XDG_CACHE_HOME": str(CACHE.parent / "xdg-cache"),
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "qr.cli", "dev", "--docker", "--port", "0", "--no-reload"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        for container in _containers(docker_client, root):
+            container.remove(force=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "error: the function's containers did not start: invalid volume specification" in output
+    assert "move the project to a path without ':'" in output
+    assert "Application startup failed" not in output
+    assert "Traceback" not in output
+
+
+STUCK = """
+import time
+
+
+def handler(payload, job):
+    print(f"start {payload['n']} attempt {job.received_count}", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_job_given_back_at_ctrl_c_counts_its_attempt(docker_client: Any, tmp_path: Path) -> None:
+    """As the in-process worker does: the batch reached the function, so the handler ran and
+    the receive counts (a handler that takes the server down cannot loop forever)."""
+    root = scaffold(tmp_path)
+    config = root / "qr.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("runtime: python3.12", "runtime: python3.11"), encoding="utf-8")
+    (root / "queues" / "stuck.py").write_text(STUCK, encoding="utf-8")
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "QR_DOCKER_BASE_IMAGE": BASE_IMAGE,
+        "QR_DOCKER_NETWORK": "host",
+        "XDG_CACHE_HOME": str(CACHE.parent / "xdg-cache"),
+    }
+    args = ["--docker", "--port", "0", "--grace", "1"]
+    try:
+        with running_dev(root, tmp_path / "dev.log", args, env, timeout=300) as dev:
+            assert dev.qr("dev", "queue", "stuck", '{"n": 1}').returncode == 0
+            dev.until(lambda: "start 1 attempt 1" in dev.output(), "the job to start", WAIT)
+            dev.process.send_signal(signal.SIGINT)
+            assert dev.process.wait(timeout=WAIT) == 0
+    finally:
+        for container in _containers(docker_client, root):
+            container.remove(force=True)
+    with contextlib.closing(sqlite3.connect(root / DB_PATH)) as db:
+        rows = db.execute("SELECT received_count, receipt FROM jobs").fetchall()
+    assert rows == [(1, None)]  # back on the queue, its attempt counted

@@ -28,6 +28,7 @@ from qr.cli.dev.dashboard.pages import Dashboard
 from qr.cli.dev.guard import ControlGuard
 from qr.cli.dev.reload import LiveProject
 from qr.cli.dev.scheduler import Scheduler
+from qr.cli.errors import QrError
 from qr.runtime.manifest import RESERVED_PREFIX
 
 CONTROL_PREFIX = RESERVED_PREFIX
@@ -86,6 +87,9 @@ class DevApp:
                 try:
                     if self.startup is not None:
                         await self.startup()
+                except QrError:  # the dev server reports it in qr's words once uvicorn exits
+                    await send({"type": "lifespan.startup.failed", "message": ""})
+                    raise
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     raise

@@ -61,6 +61,7 @@ from qr.cli.dev.reload import RELOAD_TIMEOUT, LiveProject, watch
 from qr.cli.dev.scheduler import Scheduler, SchedulerClock
 from qr.cli.docker.dev import DockerHttpApp, DockerSocketDispatch, DockerWorker
 from qr.cli.docker.dev import run_schedule as run_docker_schedule
+from qr.cli.docker.engine import container_start_error
 from qr.cli.docker.function import DockerFunction, DockerSettings
 from qr.cli.errors import QrError
 from qr.cli.routes_table import print_routes
@@ -117,6 +118,9 @@ class DevServer:
         self.env.apply()
         _configure_logging(self.log)
         self.function: DockerFunction | None = None
+        self.startup_error: QrError | None = None
+        """Why the lifespan startup failed, reported by ``run`` in qr's words (uvicorn is told
+        nothing it would print)."""
         self.live = LiveProject(self.root, self._http_app, self.log, timeout=options.reload_timeout)
         manifest = self.live.manifest
         self.engine = Engine(self.root / DB_PATH)
@@ -225,7 +229,14 @@ class DevServer:
         asyncio.get_running_loop().set_default_executor(_UnjoinedExecutor())
         if self.function is not None and self.function.pool is None:
             # The containers' Runtime API is served on this loop: no thread hop per request.
-            await asyncio.to_thread(self.function.start_pool, asyncio.get_running_loop())
+            try:
+                await asyncio.to_thread(self.function.start_pool, asyncio.get_running_loop())
+            except QrError as exc:
+                self.startup_error = exc
+                raise
+            except Exception as exc:  # the engine refused (docker.errors.APIError and kin)
+                self.startup_error = container_start_error(exc, self.function.work_dir)
+                raise self.startup_error from exc
         self.worker.start()
         self._feeds.append(asyncio.create_task(self.scheduler.run(), name="qr-scheduler"))
         if self.options.reload:
@@ -328,6 +339,11 @@ class _UvicornServer(uvicorn.Server):
         super().__init__(config)
         self.dev = dev
         self._loop: asyncio.AbstractEventLoop | None = None
+        logging.getLogger("uvicorn.error").addFilter(self._startup_failure)
+
+    def _startup_failure(self, record: logging.LogRecord) -> bool:
+        """Drop uvicorn's "Application startup failed" when qr reports why itself."""
+        return self.dev.startup_error is None or record.levelno < logging.ERROR
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Ctrl+C (a signal, on the main thread): tell the dev server at once, on its loop."""
@@ -473,7 +489,13 @@ def run(options: DevOptions, out: Output | None = None) -> None:
             server = DevServer(options, out or Output())
             try:
                 with contextlib.suppress(KeyboardInterrupt), server.log.capture_prints():
-                    server.serve(sock)
+                    try:
+                        server.serve(sock)
+                    except SystemExit:  # uvicorn's exit after a failed startup
+                        if server.startup_error is None:
+                            raise
+                if server.startup_error is not None:
+                    raise server.startup_error
             finally:
                 if server.function is not None:  # containers never outlive the server
                     server.function.close()

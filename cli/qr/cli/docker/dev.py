@@ -14,7 +14,10 @@ production uses (``qr.cli.docker.events``):
   acknowledged. ``extend`` serves ``ChangeMessageVisibility`` for jobs in flight. The function
   records each job's start, progress and outcome itself (``DynamoJobStore`` against
   ``jobs_table``, the same job state): an outcome it recorded is kept, and the engine records
-  one only when the function could not (a crash, a platform timeout).
+  one only when the function could not (a crash, a platform timeout). A timeout or a container
+  that exits mid-invocation fails the batch like any invocation error (the attempt counts);
+  jobs given back at shutdown or reload count their attempt once their batch was sent to the
+  function, as the in-process worker counts a handler that ran.
 * ``run_schedule``: the EventBridge Scheduler input ``{"qr": "schedule", "name": ...}``.
 """
 
@@ -250,7 +253,10 @@ class DockerWorker(Worker):
         try:
             answer = await asyncio.shield(batch.future)
         except asyncio.CancelledError:
-            self.engine.release(claimed)
+            # Given back (shutdown, reload): once the batch went to the function the attempt
+            # counts, as the in-process worker counts a handler that ran (and as SQS would).
+            self.engine.release(claimed, count=batch.sealed)
+            self._log(claimed, "released", started, None)
             raise
         finally:
             self.inflight.pop(claimed.receipt, None)

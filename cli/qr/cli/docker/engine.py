@@ -85,6 +85,24 @@ def not_running_error(
     )
 
 
+def container_start_error(exc: BaseException, task_dir: Path | None = None) -> QrError:
+    """The engine refused to create or start the function's containers (at ``qr dev`` start)."""
+    explanation = str(getattr(exc, "explanation", None) or exc).strip()
+    hint = (
+        "Docker refused to create or start a container. Check that the engine runs containers "
+        "(`docker run --rm hello-world`) and has room (`docker system df`); on Docker Desktop, "
+        "that the project's folder is shared with it (Settings > Resources > File sharing). "
+        "Or run `qr dev` without --docker to run handlers in-process."
+    )
+    if task_dir is not None and ":" in str(task_dir.resolve()):
+        hint = (
+            f"The project's path contains ':' ({task_dir.resolve()}), which a Docker bind "
+            "mount cannot name: move the project to a path without ':', or run `qr dev` "
+            "without --docker."
+        )
+    return QrError(f"the function's containers did not start: {explanation}", hint)
+
+
 def listen_address(client: Any, network: str) -> str:
     """Where the endpoints qr serves to the containers (Runtime API, local AWS) listen.
 

@@ -49,6 +49,7 @@ from qr.cli.docker.jobs_table import LocalJobsTable
 from qr.cli.docker.pool import PROJECT_LABEL, ContainerPool, LogLine, PoolConfig
 from qr.runtime.aws.batch import TRACEBACKS_VARIABLE
 from qr.runtime.aws.entry import ACCESS_LOG_VARIABLE
+from qr.runtime.local.private import private_dir
 from qr.runtime.manifest import Manifest
 from qr.runtime.ports import Platform
 
@@ -156,7 +157,8 @@ class DockerFunction:
         if self.client is None:
             self.client = connect()
         config = self.manifest.config
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.work_dir)  # .qr/docker: 0700 (the task dirs in it stay readable:
+        # each is mounted at /var/task for the container's user)
         log.info("building the deploy bundle for the containers")
         task = self.package(self.manifest, self.work_dir)
         base = (
