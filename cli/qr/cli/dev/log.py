@@ -118,22 +118,22 @@ class DevLog:
 
     def _write_pending(self) -> None:
         queue = self._queue
-        entries: list[_Entry] = []
-        while queue:
-            entries.append(queue.popleft())
+        entries = [queue.popleft() for _ in range(len(queue))]  # later appends wait their turn
         if entries:
             self.out.stream.write("".join(self._render(entries)))
             if self.feed is not None:
                 self.feed.publish_lines(entries)
         self.out.stream.flush()
 
-    def _render(self, entries: list[_Entry]) -> Iterator[str]:
+    def _render(self, entries: list[_Entry]) -> list[str]:
         """The console text of a batch (the costly part of a line, off the server's loop)."""
         second, stamp = self._stamp
         http = ""
+        texts: list[str] = []
+        append = texts.append
         for entry in entries:
             if isinstance(entry, str):
-                yield entry
+                append(entry)
                 continue
             if int(entry[0]) != second:
                 second = int(entry[0])
@@ -141,17 +141,18 @@ class DevLog:
                 http = ""
             if len(entry) == 5:
                 _, kind, style, message, failed = entry
-                yield self._line(stamp, kind, style, message, failed)
+                append(self._line(stamp, kind, style, message, failed))
                 continue
             _, method, path, status, duration_ms, request_id, _ = entry
-            message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
             if status >= 500:
-                yield self._line(stamp, "HTTP", "cyan", message, True)
+                message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
+                append(self._line(stamp, "HTTP", "cyan", message, True))
                 continue
             if not http:  # the start of every access line of this second
                 http = self._line(stamp, "HTTP", "cyan", "", False)[:-1]
-            yield f"{http}{message}\n"
+            append(f"{http}{method} {path} {status} {duration_ms:.1f}ms {request_id}\n")
         self._stamp = (second, stamp)
+        return texts
 
     def _line(self, stamp: str, kind: str, style: str, message: str, failed: bool) -> str:
         if self.out.rich:

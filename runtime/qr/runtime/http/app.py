@@ -92,6 +92,7 @@ record per request costs about a third of its throughput."""
 
 _DEFAULT_CORS = Cors()
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_NO_STATE: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -165,20 +166,12 @@ class QrApp:
         self.deadlines = Deadlines()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self.http(scope, receive, send)
-        elif kind == "websocket":
-            if self.websocket is not None:
-                await self.websocket(scope, receive, send)
-            else:
-                await send({"type": "websocket.close", "code": 1000, "reason": "no socket/"})
-        elif kind == "lifespan":
-            await _lifespan(receive, send)
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.other(scope, receive, send)
+            return
+        # The HTTP request, here rather than in a method of its own: one coroutine less per request.
         started = time.perf_counter()
-        state = scope.get("state") or {}
+        state = scope.get("state") or _NO_STATE
         # Not os.urandom: a system call per request, and an id needs to be unique, not secret.
         request_id = str(state.get("request_id") or f"{_random_bits(128):032x}")
         status = 500
@@ -204,6 +197,17 @@ class QrApp:
                     request_id,
                     extra={"request_id": request_id, "status": status, "duration_ms": elapsed},
                 )
+
+    async def other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A ``websocket`` or ``lifespan`` scope."""
+        kind = scope["type"]
+        if kind == "websocket":
+            if self.websocket is not None:
+                await self.websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000, "reason": "no socket/"})
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
 
     async def respond(
         self, scope: Scope, receive: Receive, request_id: str, state: Mapping[str, Any]

@@ -14,15 +14,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from qr.runtime import context
 from qr.runtime.local.connections import LocalRegistry, LocalSockets
 
 SIZE = 2000
-"""Entries kept (the Logs page's history, and how far a reader may fall behind); an access line
-is one entry and two events."""
+"""Entries kept (the Logs page's history, and how far a reader may fall behind)."""
 TICK = 0.25
 """Seconds between two frames of one reader."""
 
@@ -31,17 +30,21 @@ ConsoleLine = tuple[float, str, str, str, bool]
 """``(time, kind, style, message, failed)``: a console line as ``DevLog`` batches it."""
 AccessLine = tuple[float, str, str, int, float, str, str | None]
 """``(time, method, path, status, duration_ms, request_id, user_id)``: one request's access line."""
+Entry = Event | ConsoleLine | AccessLine | str
+"""What the ring holds: an event, or a line of ``DevLog`` as it was batched (``str``: printed
+text, which is no event)."""
 
 
 class Feed:
-    """The ring. Console and access lines are kept as the tuples ``DevLog`` made and turned into
-    events only when read (most of them never are: a dashboard tab is not always open); an
-    access line becomes two events, its console line and the request."""
+    """The ring. ``DevLog``'s lines are kept as the tuples it batched and turned into events only
+    when read (most never are: a dashboard tab is not always open). Each entry has one sequence
+    number; an access line becomes two events (its console line and the request) that share it,
+    and ``dropped`` counts entries."""
 
     def __init__(self, size: int = SIZE, clock: Callable[[], float] = time.time) -> None:
         self.size = size
         self.clock = clock
-        self._entries: deque[tuple[int, Event | ConsoleLine | AccessLine]] = deque(maxlen=size)
+        self._entries: deque[tuple[int, Entry]] = deque(maxlen=size)
         self._last = 0
         self._lock = threading.Lock()
         self.readers = 0
@@ -59,17 +62,13 @@ class Feed:
             fields["seq"] = self._last
             self._entries.append((self._last, fields))
 
-    def publish_lines(self, lines: Iterable[str | ConsoleLine | AccessLine]) -> None:
-        """Append a batch of ``DevLog`` lines (printed text is not an event)."""
+    def publish_lines(self, lines: list[str | ConsoleLine | AccessLine]) -> None:
+        """Append a batch of ``DevLog`` lines as they are (numbered and stored in C: no Python
+        loop per line on the way in)."""
         with self._lock:
-            last = self._last
-            append = self._entries.append
-            for line in lines:
-                if isinstance(line, str):
-                    continue
-                last += 1 if len(line) == 5 else 2  # an access line: its console line, the request
-                append((last, line))
-            self._last = last
+            first = self._last + 1
+            self._last += len(lines)
+            self._entries.extend(zip(range(first, self._last + 1), lines, strict=True))
 
     @property
     def last(self) -> int:
@@ -79,31 +78,31 @@ class Feed:
             return self._last
 
     def since(self, seq: int, limit: int | None = None) -> tuple[list[Event], int, int]:
-        """Events after ``seq`` (at most ``limit``, the newest), how many were missed (dropped
-        from the ring before this reader saw them, or beyond ``limit``), and the new position."""
+        """Events after ``seq`` (at most ``limit``, the newest), how many entries were missed
+        (dropped from the ring before this reader saw them, or beyond ``limit``), and the new
+        position."""
         if self.before_read is not None:
             self.before_read()
         with self._lock:
             entries = list(self._entries)
         if not entries:
             return [], 0, seq
-        first_number, first = entries[0]
-        if len(first) == 7:  # an access line's first event is one number earlier
-            first_number -= 1
-        dropped = max(0, first_number - seq - 1)
-        fresh: list[Event] = []
-        for number, payload in entries:
-            if number > seq:
-                _expand(number, payload, fresh)
+        dropped = max(0, entries[0][0] - seq - 1)
+        fresh = [(number, payload) for number, payload in entries if number > seq]
         if limit is not None and len(fresh) > limit:
             dropped += len(fresh) - limit
             fresh = fresh[-limit:]
-        return fresh, dropped, max(seq, entries[-1][0])
+        events: list[Event] = []
+        for number, payload in fresh:
+            _expand(number, payload, events)
+        return events, dropped, max(seq, entries[-1][0])
 
 
-def _expand(number: int, payload: Event | ConsoleLine | AccessLine, into: list[Event]) -> None:
+def _expand(number: int, payload: Entry, into: list[Event]) -> None:
     if isinstance(payload, dict):
         into.append(payload)
+    elif isinstance(payload, str):  # printed text: not an event
+        return
     elif len(payload) == 5:
         at, source, _, message, failed = payload
         level = "error" if failed else "warning" if source == "WARN" else "info"
@@ -119,15 +118,14 @@ def _expand(number: int, payload: Event | ConsoleLine | AccessLine, into: list[E
         )
     else:
         at, method, path, status, duration_ms, request_id, user_id = payload
-        failed = status >= 500
         message = f"{method} {path} {status} {duration_ms:.1f}ms {request_id}"
         into.append(
             {
                 "kind": "log",
                 "time": at,
-                "seq": number - 1,
+                "seq": number,
                 "source": "HTTP",
-                "level": "error" if failed else "info",
+                "level": "error" if status >= 500 else "info",
                 "message": message,
             }
         )
