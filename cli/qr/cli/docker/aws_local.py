@@ -7,13 +7,16 @@ platform:
 
 * ``/sqs`` (JSON protocol): ``SendMessage`` → the local ``QueuePort`` (the SQLite engine), with the
   queue name taken from the queue URL (``QR_QUEUE_URL_PREFIX`` + name) and the shared message
-  attributes (``content_type``, ``user_id``, ``param_*``) turned back into an ``OutgoingJob``;
+  attributes (``content_type``, ``user_id``, ``param_*``, and ``qr_debounce``: a debounced push)
+  turned back into an ``OutgoingJob``;
   ``ChangeMessageVisibility`` → ``extend(receipt handle, seconds)`` of the job runner;
   ``GetQueueUrl``.
 * ``/ws/@connections/{id}`` (the API Gateway management API): ``POST`` → ``SocketPort.send``
   (``410 GoneException`` when the connection is gone), ``DELETE`` → ``close``, ``GET`` → 200/410.
 * ``/dynamodb`` (JSON protocol): on the jobs table (``QR_JOBS_TABLE``) the requests of
-  ``DynamoJobStore``, applied to the dev server's job state (``jobs_table``); on any other table
+  ``DynamoJobStore``, applied to the dev server's job state (``jobs_table``); on the flow table
+  (``QR_FLOW_TABLE``) the requests of the flow adapters, answered from the dev server's flow
+  state (``flow_table``); on any other table
   ``PutItem``, ``GetItem``, ``UpdateItem`` (``SET`` clauses only), ``DeleteItem``
   (``ReturnValues=ALL_OLD``) and ``Query`` (equality on the hash key) on an in-memory table keyed
   by ``pk``/``sk``: the connection registry's item store.
@@ -37,7 +40,9 @@ from urllib.parse import unquote
 
 from qr.cli.docker._http import Handler, Serving
 from qr.cli.docker.events import ACCOUNT
+from qr.cli.docker.flow_table import LocalFlowTable
 from qr.cli.docker.jobs_table import LocalJobsTable, TableError
+from qr.runtime.aws.sqs import DEBOUNCE_ATTRIBUTE
 from qr.runtime.ports import OutgoingJob, QueuePort, SocketPort
 
 HASH_KEY, RANGE_KEY = "pk", "sk"
@@ -70,6 +75,8 @@ class LocalAws:
     region: str = "us-east-1"
     jobs: LocalJobsTable | None = None
     """The jobs table, served from the dev server's job state (``None``: not served)."""
+    flow: LocalFlowTable | None = None
+    """The flow table, served from the dev server's flow state (``None``: not served)."""
     tables: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -114,6 +121,7 @@ class LocalAws:
             delay=float(request.get("DelaySeconds") or 0),
             user_id=attributes.get("user_id"),
             params=params,
+            debounce_key=attributes.get(DEBOUNCE_ATTRIBUTE),
         )
         try:
             job_id = self.queues.send(job)
@@ -185,6 +193,11 @@ class LocalAws:
         if self.jobs is not None and request.get("TableName") == self.jobs.table:
             try:
                 return self.jobs.serve(action, request)
+            except TableError as exc:
+                raise AwsError(400, exc.code, exc.message) from None
+        if self.flow is not None and request.get("TableName") == self.flow.table:
+            try:
+                return self.flow.serve(action, request)
             except TableError as exc:
                 raise AwsError(400, exc.code, exc.message) from None
         with self.lock:

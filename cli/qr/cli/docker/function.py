@@ -10,7 +10,8 @@
 4. serve the local AWS endpoints the production adapters call (``aws_local``);
 5. start the warm pool, its containers running ``qr.runtime.aws.entry.handler`` with the
    environment Terraform would set (``QR_QUEUE_URL_PREFIX``, ``QR_WS_ENDPOINT``,
-   ``QR_CONNECTIONS_TABLE``, ``QR_JOBS_TABLE``, ``QR_SSM_PATH`` ...) pointed at those endpoints.
+   ``QR_CONNECTIONS_TABLE``, ``QR_JOBS_TABLE``, ``QR_FLOW_TABLE``, ``QR_SSM_PATH`` ...) pointed
+   at those endpoints.
    The dev environment (``.env``, ``--env``) is not passed as container variables: it is served
    as the SSM parameters under ``QR_SSM_PATH``, which the entry point loads at cold start as in
    production.
@@ -38,6 +39,7 @@ from typing import Any, Literal
 from qr.cli.docker.aws_local import LocalAws, LocalAwsServer
 from qr.cli.docker.engine import connect, listen_address
 from qr.cli.docker.events import ACCOUNT
+from qr.cli.docker.flow_table import LocalFlowTable
 from qr.cli.docker.image import (
     BuiltImage,
     ImageBuilder,
@@ -49,7 +51,9 @@ from qr.cli.docker.jobs_table import LocalJobsTable
 from qr.cli.docker.pool import PROJECT_LABEL, ContainerPool, LogLine, PoolConfig
 from qr.runtime.aws.batch import TRACEBACKS_VARIABLE
 from qr.runtime.aws.entry import ACCESS_LOG_VARIABLE
+from qr.runtime.local.flow import LocalSteps
 from qr.runtime.local.private import private_dir
+from qr.runtime.local.worker import LocalQueuePort
 from qr.runtime.manifest import Manifest
 from qr.runtime.ports import Platform
 
@@ -149,6 +153,10 @@ class DockerFunction:
         self.queue_prefix = f"{self.function_name}-"
         self.ssm_path = f"/qr/{config.name}/{STAGE}/"
         self.jobs_table = f"{self.function_name}-jobs"
+        self.flow_table = f"{self.function_name}-flow"
+        queues = platform.queues
+        self._steps = LocalSteps(queues.engine) if isinstance(queues, LocalQueuePort) else None
+        """The engine's flow state, when the platform's queues are its (the dev server's)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class DockerFunction:
             parameters=self.settings.dev_environment,
             region=config.region,
             jobs=None if jobs is None else LocalJobsTable(self.jobs_table, jobs),
+            flow=None if self._steps is None else LocalFlowTable(self.flow_table, self._steps),
         )
         self.aws_server = LocalAwsServer(aws, listen)
         self.aws_server.start()
@@ -256,6 +265,9 @@ class DockerFunction:
             # errors keep their traceback, as under plain qr dev (QR_JOB_TRACEBACKS=off in .env
             # for the stage's default)
             TRACEBACKS_VARIABLE: "on",
+            # whenever the dev server's engine is there (Terraform: when a queue has a rate limit
+            # or is a standard one): debounce, rate limits and chain steps as under plain qr dev
+            **({} if self._steps is None else {"QR_FLOW_TABLE": self.flow_table}),
             "QR_WS_ENDPOINT": f"{endpoint}/ws",
             "QR_BASE_URL": base_url,
             "QR_SSM_PATH": self.ssm_path,

@@ -13,7 +13,9 @@ there, spread out one token apart) without a receive being counted. Doing it in 
 transaction costs no extra commit, which is what keeps a never-reached limit nearly free.
 
 ``LocalBuckets`` is the ``qr.runtime.flow.BucketStore`` port over the same table (the contract
-suite runs it beside the DynamoDB store).
+suite runs it beside the DynamoDB store). ``LocalSteps`` reads and writes ``steps`` for a consumer
+other than the engine's worker: the function under ``qr dev --docker``, whose ``DynamoSteps``
+records a step after sending it (``qr.cli.docker.flow_table``).
 """
 
 from __future__ import annotations
@@ -145,3 +147,24 @@ class LocalBuckets:
             state, wait = flow.take(load(db, bucket), limit, self.engine.clock())
             save(db, bucket, state)
         return wait
+
+
+class LocalSteps:
+    """Chain step records on the engine's database, one transaction per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def pushed(self, key: str) -> str | None:
+        """The job id the step ``key`` was pushed as (``None``: not recorded)."""
+        with self.engine._transaction() as db:
+            row = db.execute("SELECT pushed FROM steps WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record(self, key: str, pushed: str) -> None:
+        with self.engine._transaction() as db:
+            db.execute(
+                "INSERT INTO steps VALUES(?,?,?) ON CONFLICT(key) DO UPDATE SET "
+                "pushed=excluded.pushed",
+                (key, pushed, self.engine.now_ms()),
+            )
