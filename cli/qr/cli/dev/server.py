@@ -143,7 +143,7 @@ class DevServer:
             settings = DockerSettings.from_environ(environment=self.env.project_values)
             self.function = DockerFunction(manifest, self.platform, settings)
             self.function.start(start_pool=False)  # the containers start with the loop
-            self.live.app = DockerHttpApp(self.function)
+            self.live.app = DockerHttpApp(self.function, on_access=self.log.access)
             socket_dispatch = cast(SocketDispatch, DockerSocketDispatch(self.function))
             run_schedule = functools.partial(run_docker_schedule, self.function)
         self.worker = self._new_worker(manifest)
@@ -193,7 +193,7 @@ class DevServer:
 
     def _http_app(self, manifest: Manifest) -> ASGIApp:
         if self.function is not None:
-            return DockerHttpApp(self.function)
+            return DockerHttpApp(self.function, on_access=self.log.access)
         return create_app(manifest, dev=True, on_access=self.log.access)
 
     def _new_worker(self, manifest: Manifest) -> Worker:

@@ -48,6 +48,7 @@ from qr.cli.docker.events import (
 from qr.cli.docker.function import HTTP_TIMEOUT, DockerFunction
 from qr.cli.docker.pool import FunctionTimeout, InvocationFailed
 from qr.runtime.errors import HTTPError
+from qr.runtime.http.app import AccessLog
 from qr.runtime.local.engine import Claimed, Engine, LeaseError
 from qr.runtime.local.worker import LEASE_GRACE, JobOutcome, Outcome, Worker
 from qr.runtime.manifest import Queue, Schedule
@@ -59,8 +60,11 @@ job_log = logging.getLogger("qr.queues")
 
 
 class DockerHttpApp:
-    def __init__(self, function: DockerFunction) -> None:
+    def __init__(self, function: DockerFunction, *, on_access: AccessLog | None = None) -> None:
         self.function = function
+        self.on_access = on_access
+        """Takes the access line as plain values (``qr dev``'s console: no log record, as for
+        in-process requests); else a ``qr.http`` log record."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -91,6 +95,9 @@ class DockerHttpApp:
         )
         await send({"type": "http.response.body", "body": data})
         duration = (time.perf_counter() - started) * 1000
+        if self.on_access is not None:
+            self.on_access(scope["method"], scope["path"], status, duration, request_id, None)
+            return
         http_log.info(
             "%s %s %d in %.1f ms (docker) %s",
             scope["method"],
