@@ -9,6 +9,7 @@ or ``until``; nothing asserts how fast anything is.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -228,6 +229,8 @@ def test_logs_filter_by_request_id(page: Page, bookmarks: DevProcess) -> None:
     expect(lines.filter(has_text=ids[1])).to_be_hidden()
     shown = lines.filter(has_text=ids[0])
     expect(shown.first).to_be_visible()
+    # the time as the console prints it: 24-hour, whatever the browser's locale would pick
+    expect(shown.first).to_have_text(re.compile(r"^\d\d:\d\d:\d\d HTTP "))
     expect(page.locator("#log-count")).to_have_text(str(shown.count()))
 
 

@@ -200,7 +200,8 @@ def test_run_a_schedule_now_and_see_its_last_run(dev: tuple[DevServer, TestClien
     assert "rate(1 hour)" in page and "UTC ·" in page and "none since start" in page
     ran = client.post("/_qr/schedules/tick", headers={"X-Qr-Token": server.guard.token}).json()
     assert ran["ok"] is True
-    assert '<li class="ok">' in client.get("/_qr/schedules").text
+    last = client.get("/_qr/schedules").text
+    assert re.search(r'<li class="ok">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC ok \(', last), last
 
 
 def test_send_to_a_user_with_no_connection(dev: tuple[DevServer, TestClient]) -> None:

@@ -68,6 +68,9 @@ _templates = jinja2.Environment(
 )
 
 
+_UTC_TIME = "%Y-%m-%d %H:%M:%S UTC"
+
+
 @dataclass
 class Dashboard:
     live: LiveProject
@@ -212,7 +215,10 @@ class Dashboard:
     def schedule_page(self, request: Request) -> dict[str, Any]:
         rows = []
         local = datetime.now().astimezone().tzinfo
-        history = [run.to_dict() for run in reversed(self.scheduler.history)]
+        history = [
+            {**run.to_dict(), "at": run.scheduled_at.astimezone(UTC).strftime(_UTC_TIME)}
+            for run in reversed(self.scheduler.history)
+        ]
         for name, schedule in sorted(self.scheduler.schedules.items()):
             upcoming: list[datetime] = []
             at = self.scheduler.next.get(name)
@@ -226,7 +232,7 @@ class Dashboard:
                     "file": schedule.file,
                     "next": [
                         (
-                            a.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                            a.astimezone(UTC).strftime(_UTC_TIME),
                             a.astimezone(local).strftime("%Y-%m-%d %H:%M:%S %Z"),
                         )
                         for a in upcoming

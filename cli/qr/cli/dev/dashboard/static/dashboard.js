@@ -113,7 +113,8 @@
   const status = $("#feed-status");
   let dropped = 0;
   const cell = (row, text) => { const td = document.createElement("td"); td.textContent = text; row.append(td); return td; };
-  const time = (seconds) => new Date(seconds * 1000).toLocaleTimeString();
+  // 24-hour, as the console prints it (a 12-hour locale would show "6:01:02 PM")
+  const time = (seconds) => new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
   const MAX_ROWS = 200;
 
   function showRequest(event) {
