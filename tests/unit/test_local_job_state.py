@@ -247,11 +247,11 @@ def test_a_never_claimed_job_reads_from_its_queue_row(engine: Engine, clock: Clo
         "origin": {"kind": "http", "id": "r1"},
     }
     assert [s.job_id for s in engine.pushed_by("r1")] == [queued]
-    (claimed,) = engine.claim("q", 10, 30)  # the claim makes the row, payload and origin too
-    assert state_rows(engine) == 1
+    (claimed,) = engine.claim("q", 10, 30)
     assert status(engine, queued) == ("running", 1)
     assert engine.job_detail(queued) == detail
-    assert engine.ack(claimed)
+    assert engine.ack(claimed)  # the ack makes the row, payload and origin too
+    assert state_rows(engine) == 1
     assert [(s.job_id, s.status) for s in engine.pushed_by("r1")] == [(queued, "succeeded")]
     assert engine.job_detail(queued)["origin"] == {"kind": "http", "id": "r1"}  # type: ignore[index]
     replayed = engine.replay(delayed)  # the payload of a job never claimed
@@ -307,7 +307,7 @@ def test_never_claimed_jobs_are_listed_with_claimed_ones(engine: Engine, clock: 
     assert [s.job_id for s in engine.job_states(status="delayed")] == [later]
     assert [s.job_id for s in engine.job_states(status="running")] == [first]
     assert engine.job_states(queue="none") == []
-    assert state_rows(engine) == 1  # only the claimed job has a row
+    assert state_rows(engine) == 0  # neither a push nor a claim writes a row
 
 
 # The tables as the previous qr made them: every push wrote a job_state row; jobs had no origin.
@@ -360,3 +360,215 @@ def test_a_database_from_the_previous_schema_keeps_working(tmp_path: Path, clock
         assert status(engine, "old-delayed") == ("cancelled", 0)
     finally:
         engine.close()
+
+
+def raw_row(engine: Engine, job_id: str) -> tuple[str, int] | None:
+    """The state row as stored (status, attempts), not as read: what the engine wrote when."""
+    raw = sqlite3.connect(engine.path)
+    try:
+        row = raw.execute(
+            "SELECT status, attempts FROM job_state WHERE job_id=?", (job_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+    finally:
+        raw.close()
+
+
+def test_a_running_job_reads_from_its_queue_row(engine: Engine, clock: Clock) -> None:
+    pushed = engine.push(OutgoingJob("q", '{"a": 1}', JSON, user_id="u1"), origin=("http", "r1"))
+    job_id = pushed.job_id
+    clock.tick(2)
+    assert len(engine.claim("q", 10, 30)) == 1
+    assert state_rows(engine) == 0  # the claim writes no state row
+    state = engine.job_state(job_id)
+    assert state is not None
+    assert (state.status, state.attempts, state.user) == ("running", 1, "u1")
+    assert (state.queued_at, state.started_at, state.finished_at) == (
+        clock.now - 2,
+        clock.now,
+        None,
+    )
+    assert state.cancel_requested is False
+    assert [(s.job_id, s.status) for s in engine.job_states(status="running")] == [
+        (job_id, "running")
+    ]
+    assert [s.status for s in engine.pushed_by("r1")] == ["running"]
+    detail = engine.job_detail(job_id)
+    assert detail is not None and (detail["body"], detail["attempts"]) == ('{"a": 1}', [])
+    clock.tick(30)  # its worker died: the lease ran out
+    assert status(engine, job_id) == ("queued", 1)
+    assert engine.job_states(status="running") == []
+    (again,) = engine.claim("q", 10, 30)
+    assert status(engine, job_id) == ("running", 2)
+    assert engine.release(again)  # shutdown: given back, that receive not counted
+    assert status(engine, job_id) == ("queued", 1)
+    assert state_rows(engine) == 0
+
+
+def test_progress_and_cancel_of_a_running_job_with_no_row_yet(engine: Engine, clock: Clock) -> None:
+    reporting, cancelled = push(engine), push(engine)
+    first, second = engine.claim("q", 10, 30)
+    assert state_rows(engine) == 0
+    assert engine.progress(reporting, 0.25, "a quarter") is False  # its first report: the row
+    assert raw_row(engine, reporting) == ("running", 1)
+    state = engine.job_state(reporting)
+    assert state is not None and (state.status, state.progress) == ("running", 0.25)
+    assert state.progress_message == "a quarter"
+    assert engine.progress(reporting, 0.5, None) is False
+    state = engine.cancel(cancelled)
+    assert state is not None and (state.status, state.cancel_requested) == ("running", True)
+    assert raw_row(engine, cancelled) == ("running", 1)
+    assert engine.progress(cancelled, 0.1, None) is True  # it learns at its next report
+    assert engine.cancel_requested(cancelled)
+    assert engine.fail(second, "stopped", max_attempts=5, backoff=NO_WAIT) == "cancelled"
+    assert status(engine, cancelled) == ("cancelled", 1)
+    assert engine.ack(first)
+    state = engine.job_state(reporting)
+    assert state is not None and (state.status, state.progress) == ("succeeded", 0.5)
+    assert state.progress_message is None
+    assert engine.progress("no-such-job", 0.5, None) is False
+    assert engine.job_state("no-such-job") is None
+
+
+def test_the_outcome_row_is_written_at_ack(engine: Engine, clock: Clock) -> None:
+    plain, with_result, reporting, stale = (push(engine) for _ in range(4))
+    claimed = {c.job_id: c for c in engine.claim("q", 3, 30)}
+    clock.tick(1)
+    assert state_rows(engine) == 0
+    done = engine.ack_many(
+        [(claimed[plain], None), (claimed[with_result], {"n": 1}), (claimed[reporting], None)],
+        {reporting: (0.9, "nearly")},
+    )
+    assert done == [True, True, True]
+    assert state_rows(engine) == 3  # one per acked job, the claim wrote none
+    states = {s.job_id: s for s in engine.job_states(status="succeeded")}
+    assert set(states) == {plain, with_result, reporting}
+    assert all(s.attempts == 1 and s.finished_at == clock.now for s in states.values())
+    assert all(s.started_at == clock.now - 1 for s in states.values())
+    assert states[with_result].result == {"n": 1} and states[plain].result is None
+    assert (states[reporting].progress, states[reporting].progress_message) == (0.9, "nearly")
+    for job_id in (plain, with_result):
+        detail = engine.job_detail(job_id)
+        assert detail is not None and detail["body"] == "{}"
+        assert [(a["attempt"], a["status"]) for a in detail["attempts"]] == [(1, "succeeded")]
+    (old,) = engine.claim("q", 1, 5)
+    assert old.job_id == stale
+    clock.tick(5)  # its lease ran out and another worker took it
+    (current,) = engine.claim("q", 1, 30)
+    assert engine.ack_many([(old, "late")]) == [False]  # a lost lease records nothing
+    assert status(engine, stale) == ("running", 2)
+    assert raw_row(engine, stale) is None
+    assert engine.ack(current, "on time")
+    state = engine.job_state(stale)
+    assert state is not None and (state.status, state.attempts, state.result) == (
+        "succeeded",
+        2,
+        "on time",
+    )
+
+
+def test_a_failed_attempt_s_error_is_visible_while_it_waits_for_its_retry(
+    engine: Engine, clock: Clock
+) -> None:
+    job_id = push(engine)
+    (claimed,) = engine.claim("q", 1, 30)
+    info = {"type": "ValueError", "message": "boom"}
+    assert engine.fail(claimed, "boom", max_attempts=5, backoff=LATER, error_info=info) == "retry"
+    state = engine.job_state(job_id)
+    assert state is not None and (state.status, state.attempts, state.error) == ("failed", 1, info)
+    assert [s.job_id for s in engine.job_states(status="failed")] == [job_id]
+    clock.tick(60)  # the backoff is over
+    (again,) = engine.claim("q", 1, 30)
+    assert raw_row(engine, job_id) == ("failed", 1)  # the claim left the row as it was
+    state = engine.job_state(job_id)  # the queue row is newer: running its second attempt
+    assert state is not None
+    assert (state.status, state.attempts, state.error) == ("running", 2, info)
+    assert state.started_at == clock.now
+    assert engine.job_states(status="failed") == []
+    assert engine.release(again)
+    assert status(engine, job_id) == ("queued", 1)
+    (again,) = engine.claim("q", 1, 30)
+    assert engine.progress(job_id, 0.5, None) is False  # moves the old row to this attempt
+    assert raw_row(engine, job_id) == ("running", 2)
+    assert engine.ack(again)
+    state = engine.job_state(job_id)
+    assert state is not None and (state.status, state.attempts) == ("succeeded", 2)
+    detail = engine.job_detail(job_id)
+    assert detail is not None
+    assert [(a["attempt"], a["status"]) for a in detail["attempts"]] == [
+        (2, "succeeded"),
+        (1, "failed"),
+    ]
+
+
+def test_a_listing_mixes_rows_and_queue_rows(engine: Engine, clock: Clock) -> None:
+    ids = {}
+    for name in ("succeeded", "failed", "retrying", "reporting", "running", "expired"):
+        ids[name] = push(engine)
+        clock.tick(0.001)
+    ids["delayed"] = push(engine, delay=600)
+    claimed = {c.job_id: c for c in engine.claim("q", 5, 30)}
+    (short,) = engine.claim("q", 1, 1)
+    assert short.job_id == ids["expired"]
+    assert engine.ack(claimed[ids["succeeded"]])
+    for name in ("failed", "retrying"):
+        engine.fail(claimed[ids[name]], "boom", max_attempts=5, backoff=LATER)
+    assert engine.promote(ids["retrying"])
+    engine.progress(ids["reporting"], 0.5, None)
+    clock.tick(2)  # the short lease ran out (its worker died); the others hold 30 s
+    (retry,) = engine.claim("q", 1, 30)  # the promoted retry was visible first
+    assert retry.job_id == ids["retrying"]
+    clock.tick(0.001)
+    ids["queued"] = push(engine)
+    expected = {
+        "queued": ("queued", 0),
+        "delayed": ("delayed", 0),
+        "expired": ("queued", 1),
+        "running": ("running", 1),
+        "reporting": ("running", 1),
+        "retrying": ("running", 2),
+        "failed": ("failed", 1),
+        "succeeded": ("succeeded", 1),
+    }
+    listed = engine.job_states()
+    assert [s.job_id for s in listed] == [ids[name] for name in expected]  # newest first
+    assert {s.job_id: (s.status, s.attempts) for s in listed} == {
+        ids[name]: value for name, value in expected.items()
+    }
+    assert [s.job_id for s in engine.job_states(status="running")] == [
+        ids["running"],
+        ids["reporting"],
+        ids["retrying"],
+    ]
+    assert [s.job_id for s in engine.job_states(status="queued", limit=1)] == [ids["queued"]]
+    assert [s.job_id for s in engine.job_states(status="failed")] == [ids["failed"]]
+    assert state_rows(engine) == 4  # succeeded, failed, retrying (its failure), reporting
+
+
+def test_a_row_the_previous_version_wrote_at_claim_is_updated_at_ack(
+    engine: Engine, clock: Clock
+) -> None:
+    first, second = push(engine), push(engine)
+    held = {c.job_id: c for c in engine.claim("q", 2, 30)}
+    raw = sqlite3.connect(engine.path)  # what the previous qr's claim wrote for each
+    with raw:
+        for job_id in (first, second):
+            raw.execute(
+                "INSERT INTO job_state(job_id, queue, seq, status, attempts, queued_ms, "
+                "started_ms, keep_ms, body, content_type) SELECT job_id, queue, seq, 'running', "
+                "received_count, queued_ms, received_ms, 86400000, body, content_type FROM jobs "
+                "WHERE job_id=?",
+                (job_id,),
+            )
+    raw.close()
+    assert status(engine, first) == ("running", 1)
+    assert engine.ack(held[first], {"ok": 1})
+    state = engine.job_state(first)
+    assert state is not None and (state.status, state.result) == ("succeeded", {"ok": 1})
+    assert state_rows(engine) == 2
+    clock.tick(30)  # the other's worker died (kill -9 of the previous version)
+    assert status(engine, second) == ("queued", 1)
+    (again,) = engine.claim("q", 1, 30)
+    assert status(engine, second) == ("running", 2)
+    assert engine.ack(again)
+    assert status(engine, second) == ("succeeded", 2)

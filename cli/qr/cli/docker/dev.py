@@ -306,8 +306,8 @@ class DockerWorker(Worker):
         )
 
     def _recorded_error(self, claimed: Claimed) -> dict[str, str] | None:
-        """The error the function recorded for this attempt (its ``JobStore.finish``): the claim
-        set ``running``, so any other status was written since, by the function."""
+        """The error the function recorded for this attempt (its ``JobStore.finish``): a state
+        of this attempt other than ``running`` was written by the function."""
         state = self.engine.job_state(claimed.job_id)
         if state is None or state.attempts != claimed.received_count:
             return None

@@ -11,8 +11,9 @@ first and by its condition:
 * ``GetItem`` -> ``get`` (a ``ProjectionExpression`` keeps only those attributes: the read of
   ``cancel_requested``);
 * ``UpdateItem`` ``SET status = :running`` unless final (``start``) -> ``start``: refused for a
-  finished or cancelled job. The engine's claim has already recorded ``running`` and counted the
-  attempt, in the claim's own transaction, so for a job the engine handed out this confirms it;
+  finished or cancelled job. The engine's claim has already counted the attempt (a job it holds
+  reads ``running`` from its queue row), so for a job the engine handed out this confirms it and
+  gives the job its state row (payload and origin from the queue row);
 * ``UpdateItem`` ``SET status = :status`` if it exists and is not final (``finish``) -> ``finish``
   with the result, error and last progress; ``failed`` leaves the retention as it was, as the
   adapter's ``failed`` sets no TTL;

@@ -28,8 +28,9 @@ Tables:
   its payload, receive count and last error. ``redrive`` pushes them back as new jobs.
 * ``job_state`` — what can be followed about each job (status, attempts, result, error,
   progress), written in the same transactions as the queue tables (``qr.runtime.local.job_state``)
-  from the job's first claim on (before it, the ``jobs`` row is the state: a push writes one row)
-  and kept ``keep_results`` seconds after the job finished (per queue, ``keep_results``).
+  when the ``jobs`` row cannot say it (an outcome, a failed attempt's error, progress, a cancel
+  request): queued, delayed and running jobs are their ``jobs`` rows, so neither a push nor a
+  claim writes a state row. Kept ``keep_results`` seconds after the job finished (per queue).
 * ``debounced`` — each debounce key's latest job; a debounced push deletes the key's waiting job.
 * ``buckets`` — rate-limit token buckets (``qr.runtime.local.flow``): a claim of a rate-limited
   queue takes a token per job in the same transaction; a job without one is postponed (a later
@@ -364,8 +365,8 @@ class Engine:
         if job.debounce_key is not None:
             keep = self.keep_ms(job.queue)
             pending = local_flow.pending(db, job.queue, job.debounce_key)
-            if keep and pending is not None:  # it may never have been claimed: no row yet
-                job_state.remember(db, now, keep, seqs=[pending])
+            if keep and pending is not None:  # it may have no row yet
+                job_state.sync(db, now, keep, seqs=[pending])
             replaced = local_flow.supersede(db, job.queue, job.debounce_key, now)
             if replaced is not None and keep:
                 job_state.finished(
@@ -473,9 +474,6 @@ class Engine:
                     (receipt, now, now + lease_ms, *seqs),
                 ).fetchall()
                 batch = sorted((_claimed(r) for r in rows), key=lambda c: c.seq)
-                keep = self.keep_ms(queue)
-                if keep:
-                    job_state.running(db, seqs, now, keep)
                 if fifo:
                     db.executemany(
                         "UPDATE groups SET visible_ms=? WHERE queue=? AND group_id=?",
@@ -504,34 +502,24 @@ class Engine:
         if not finished:
             return []
         done: list[bool] = []
-        plain: list[str] = []
+        outcomes: list[job_state.AckRow] = []
+        for job, result in finished:
+            keep = self.keep_ms(job.queue)
+            if keep:
+                value, message = (progress or {}).get(job.job_id) or (None, None)
+                json_result = None if result is None else _result_json(result)
+                outcomes.append((job.seq, job.receipt, keep, json_result, value, message))
         with self._transaction() as db:
             now = self.now_ms()
-            for job, result in finished:
+            if outcomes:  # the rows of jobs still held, from their queue rows before they go
+                job_state.succeeded(db, outcomes, now)
+            for job, _ in finished:
                 cursor = db.execute(
                     "DELETE FROM jobs WHERE seq=? AND receipt=?", (job.seq, job.receipt)
                 )
                 done.append(cursor.rowcount == 1)
-                if not done[-1]:
-                    continue
-                if job.group_id is not None and job.fifo:
+                if done[-1] and job.group_id is not None and job.fifo:
                     self._advance_group(db, job.queue, job.group_id)
-                if not self.keep_ms(job.queue):
-                    continue
-                last = (progress or {}).get(job.job_id)
-                if result is None and last is None:
-                    plain.append(job.job_id)  # one statement for all of these
-                else:
-                    job_state.finished(
-                        db,
-                        job.job_id,
-                        "succeeded",
-                        now,
-                        result=None if result is None else _result_json(result),
-                        progress=last,
-                    )
-            if plain:
-                job_state.succeeded(db, plain, now)
             if now - self._sweeps.results_ms > _SWEEP_EVERY_MS:
                 self._sweeps.results_ms = now
                 job_state.sweep(db, now)
@@ -566,6 +554,8 @@ class Engine:
             if row is None:
                 return "stale"
             keep = self.keep_ms(job.queue)
+            if keep:  # its row (if any) may be about an earlier attempt
+                job_state.sync(db, now, keep, seqs=[job.seq])
             if keep and job_state.cancel_flag(db, job.job_id):
                 self._delete(db, job.seq, job.queue, job.group_id)
                 job_state.finished(db, job.job_id, "cancelled", now, error=info, progress=progress)
@@ -609,16 +599,17 @@ class Engine:
         uncount = 0 if count else 1
         with self._transaction() as db:
             now = self.now_ms()
-            cursor = db.execute(
+            row = db.execute(
                 "UPDATE jobs SET visible_ms=?, receipt=NULL, "
-                "received_count=MAX(received_count-?, 0) WHERE seq=? AND receipt=?",
+                "received_count=MAX(received_count-?, 0) WHERE seq=? AND receipt=? "
+                "RETURNING received_count",
                 (now, uncount, job.seq, job.receipt),
-            )
-            if cursor.rowcount and job.fifo and job.group_id is not None:
+            ).fetchone()
+            if row is not None and job.fifo and job.group_id is not None:
                 self._set_group_visible(db, job.queue, job.group_id, job.seq, now)
-            if cursor.rowcount and self.keep_ms(job.queue):
-                job_state.released(db, job.job_id)
-            return cursor.rowcount == 1
+            if row is not None and self.keep_ms(job.queue):
+                job_state.released(db, job.job_id, row[0])
+            return row is not None
 
     def extend(self, job: Claimed, seconds: float) -> int:
         """Hold the job until ``seconds`` from now (never shorter); returns the new lease end."""
@@ -698,8 +689,8 @@ class Engine:
                 return db.execute("DELETE FROM dead WHERE queue=?", (queue,)).rowcount
             ids = [row[0] for row in db.execute("SELECT job_id FROM jobs WHERE queue=?", (queue,))]
             keep = self.keep_ms(queue)
-            if keep:  # jobs never claimed get their row, to end cancelled
-                job_state.remember(db, now, keep, queue=queue)
+            if keep:  # jobs without a row get theirs, to end cancelled
+                job_state.sync(db, now, keep, queue=queue)
             db.execute("DELETE FROM groups WHERE queue=?", (queue,))
             db.execute("DELETE FROM jobs WHERE queue=?", (queue,))
             error = {"type": "Purged", "message": f"the queue {queue} was purged"}
@@ -825,12 +816,12 @@ class Engine:
                 ).fetchone()
             if row is not None:
                 seq, queue, group_id, receipt, visible_ms = row
+                keep = self.keep_ms(queue)
+                if keep:  # it may have no row yet, or one about an earlier attempt
+                    job_state.sync(db, now, keep, seqs=[seq])
                 if receipt is not None and visible_ms > now:
                     db.execute("UPDATE job_state SET cancel=1 WHERE job_id=?", (job_id,))
                 else:
-                    keep = self.keep_ms(queue)
-                    if keep:  # it may never have been claimed: no row yet
-                        job_state.remember(db, now, keep, seqs=[seq])
                     self._delete(db, seq, queue, group_id)
                     job_state.finished(db, job_id, "cancelled", now)
             else:  # a job some other consumer runs (JobStore.start), or a finished one
@@ -846,8 +837,22 @@ class Engine:
             return job_state.read(db, job_id, now, self._stateless())
 
     def progress(self, job_id: str, value: float, message: str | None) -> bool:
-        """Record a running job's progress; returns whether it was asked to cancel."""
+        """Record a running job's progress; returns whether it was asked to cancel. Its first
+        report makes its row (a claim writes none)."""
         with self._transaction() as db:
+            now = self.now_ms()
+            row = db.execute("SELECT seq FROM job_state WHERE job_id=?", (job_id,)).fetchone()
+            if row is None:  # a scan of the queue rows (no index on job_id), once per run
+                held = db.execute(
+                    "SELECT seq, queue FROM jobs WHERE job_id=? AND receipt IS NOT NULL", (job_id,)
+                ).fetchone()
+            else:
+                held = db.execute(
+                    "SELECT seq, queue FROM jobs WHERE seq=? AND job_id=? AND receipt IS NOT NULL",
+                    (row[0], job_id),
+                ).fetchone()
+            if held is not None and (keep := self.keep_ms(held[1])):
+                job_state.sync(db, now, keep, seqs=[held[0]])
             row = db.execute(
                 "UPDATE job_state SET progress=?, progress_message=? "
                 "WHERE job_id=? AND status='running' RETURNING cancel",
@@ -866,8 +871,14 @@ class Engine:
             row = db.execute(
                 "SELECT status FROM job_state WHERE job_id=?", (job.job_id,)
             ).fetchone()
-            if row is not None and row[0] in ("succeeded", "dead", "cancelled"):
+            if row is not None and row[0] in job_state.FINAL:
                 return False
+            if row is None:  # the engine's queue row gives it payload, origin and place
+                held = db.execute(  # a scan (no index on job_id): qr dev --docker only
+                    "SELECT seq FROM jobs WHERE job_id=?", (job.job_id,)
+                ).fetchone()
+                if held is not None:
+                    job_state.sync(db, now, int(job.keep * 1000), seqs=[held[0]])
             db.execute(
                 "INSERT INTO job_state(job_id, queue, status, attempts, user_id, queued_ms, "
                 "started_ms, keep_ms) VALUES(?,?,'running',?,?,?,?,?) ON CONFLICT(job_id) DO "
@@ -986,10 +997,13 @@ class Engine:
                 now,
             ),
         )
+        keep = self.keep_ms(queue)
+        if keep:  # its row, from the queue row, before that goes
+            job_state.sync(db, now, keep, seqs=[seq])
         db.execute("DELETE FROM jobs WHERE seq=?", (seq,))
         if queue.endswith(".fifo") and group_id is not None:
             self._advance_group(db, queue, group_id)
-        if self.keep_ms(queue):  # only claimed jobs are dead-lettered: their row exists
+        if keep:
             info = info or {"type": "LeaseExpired", "message": last_error}
             job_state.finished(db, job_id, "dead", now, error=info, progress=progress)
 
@@ -1002,10 +1016,10 @@ class Engine:
         self, db: sqlite3.Connection, queue: str, jobs: list[tuple[int, int]], now: int
     ) -> None:
         """Make jobs visible later without receiving them (rate limits). They read ``queued``,
-        not ``delayed``: a job never claimed gets its row saying so first."""
+        not ``delayed``: a job without a row gets one saying so first."""
         keep = self.keep_ms(queue)
         if keep and jobs:
-            job_state.remember(db, now, keep, seqs=[seq for seq, _ in jobs])
+            job_state.sync(db, now, keep, seqs=[seq for seq, _ in jobs])
         for seq, visible in jobs:
             row = db.execute(
                 "UPDATE jobs SET visible_ms=? WHERE seq=? RETURNING group_id", (visible, seq)

@@ -1,15 +1,18 @@
 """Job state on the local platform: the ``job_state`` table of the queue engine's database.
 
-The engine writes it inside its own transactions (claim -> ``running``, ack -> ``succeeded``,
-fail -> ``failed``/``dead``, release -> ``queued``, a spent lease -> ``dead``, cancel or purge ->
-``cancelled``), so the state and the queue never disagree, even after ``kill -9``. A push writes
-no state row: a job that was never claimed is its ``jobs`` row (``queued``, or ``delayed`` while
-its delay runs; payload and origin are kept there too), so every read falls back to that row, and
-the claim makes the rows of its whole batch in one ``INSERT ... SELECT``. Operations that end or
-hold back a job nobody claimed yet (cancel, purge, a debounced push replacing it, a rate-limit
-postponement) give it its row first (``remember``); only claimed jobs are dead-lettered. A job whose lease ran out (its
-worker died) reads as ``queued`` with that attempt counted, as visibility expiry does on SQS; a
-delayed job whose delay is over reads as ``queued``.
+The engine writes it inside its own transactions, so the state and the queue never disagree,
+even after ``kill -9``. A job's ``jobs`` row is its state for as long as nothing else needs
+remembering: ``queued``, or ``delayed`` while its delay runs, before its first claim; ``running``
+while a worker holds it (``receipt`` set: attempts are its ``received_count``, the start its
+``received_ms``), or ``queued`` with that attempt counted once the lease ran out (its worker
+died), as visibility expiry does on SQS. Neither a push nor a claim writes a row. One is written
+(``sync`` copies the ``jobs`` row: payload, origin, attempt) only for what the queue row cannot
+hold: the outcome (``succeeded``: an ``INSERT ... SELECT`` per acked batch, one per claim the
+jobs came from, before their queue rows are deleted; ``dead``; ``cancelled``), a failed attempt's
+error while the job waits for its retry, ``progress()`` and a cancel request of a running job,
+and a job held back by a rate limit. A claim leaves a row that exists as it is, so the row may be
+about an earlier attempt than the queue row: every read joins the two and takes the newer
+(``_state``); a release (shutdown) moves such a row back to ``queued``.
 
 ``SqliteJobStore`` is the ``JobStore`` port over the same database (``jobs.get/cancel``, progress,
 ``qr jobs``). Its ``start``/``finish`` are the writes a consumer other than the engine's own worker
@@ -17,7 +20,7 @@ makes (the AWS adapter makes the same ones on DynamoDB; the shared contract test
 
 Rows expire ``keep_results`` seconds after the job finished: reads skip them and the engine
 deletes them at most once a minute. A queue with ``keep_results = 0`` writes no state at all, and
-its waiting jobs read as unknown.
+its jobs read as unknown.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from qr.runtime.ports import DEFAULT_KEEP_RESULTS, STATUSES, JobStart, JobState, JobStatus
+
+FINAL = frozenset({"succeeded", "dead", "cancelled"})
 
 if TYPE_CHECKING:
     from qr.runtime.local.engine import Engine
@@ -64,7 +69,7 @@ ADDED_COLUMNS = {
     "origin_id": "TEXT",
 }
 JOBS_ADDED_COLUMNS = {
-    # a never-claimed job's origin lives on its queue row until the claim copies it
+    # a job's origin lives on its queue row until its state row is written (``sync``, the ack)
     "origin_kind": "TEXT",
     "origin_id": "TEXT",
 }
@@ -72,8 +77,8 @@ JOBS_ADDED_COLUMNS = {
 
 def migrate(db: sqlite3.Connection) -> None:
     """Add the columns a database made by an older qr lacks (SQLite adds them in place). Its
-    ``job_state`` rows of jobs not claimed yet (older versions wrote one per push) stay valid: the
-    claim updates them."""
+    ``job_state`` rows of jobs not finished yet (older versions wrote one per push and per claim)
+    stay valid: a read takes the newer of such a row and the queue row, and the ack updates it."""
     for table, columns in (("job_state", ADDED_COLUMNS), ("jobs", JOBS_ADDED_COLUMNS)):
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         for name, kind in columns.items():
@@ -88,61 +93,104 @@ _FINAL = "('succeeded','dead','cancelled')"
 _COLUMNS = (
     "s.job_id, s.queue, s.status, s.attempts, s.user_id, s.result, s.error, s.progress, "
     "s.progress_message, s.cancel, s.queued_ms, s.started_ms, s.finished_ms, s.seq, "
-    "j.visible_ms, 0"
+    "j.visible_ms, 0, j.receipt IS NOT NULL, j.received_count, j.received_ms"
 )
 _FROM = "FROM job_state s LEFT JOIN jobs j ON j.seq = s.seq AND j.job_id = s.job_id"
+_UNRECORDED = (
+    "SELECT j.job_id, j.queue, NULL, j.received_count, j.user_id, NULL, NULL, NULL, NULL, 0, "
+    "j.queued_ms, j.received_ms, NULL, j.seq, j.visible_ms, 1, j.receipt IS NOT NULL, "
+    "j.received_count, j.received_ms "
+    "FROM jobs j WHERE NOT EXISTS(SELECT 1 FROM job_state x WHERE x.job_id=j.job_id)"
+)
+"""Jobs with no state row: their ``jobs`` row says all there is (``_COLUMNS`` order)."""
 
-
-_COPY = (
+_STARTED = (  # the later start: a row's own (JobStore.start) or its queue row's latest receive
+    "CASE WHEN excluded.started_ms>COALESCE(started_ms, 0) THEN excluded.started_ms "
+    "ELSE started_ms END"
+)
+_SYNC = (
     "INSERT INTO job_state(job_id, queue, seq, status, attempts, user_id, queued_ms, started_ms, "
     "keep_ms, body, content_type, group_id, origin_kind, origin_id) SELECT job_id, queue, seq, "
-    "{status}, received_count, user_id, queued_ms, {started}, ?, body, content_type, group_id, "
-    "origin_kind, origin_id FROM jobs WHERE {where} ON CONFLICT(job_id) DO {conflict}"
+    "CASE WHEN receipt IS NOT NULL THEN 'running' WHEN visible_ms>? THEN 'delayed' "
+    "ELSE 'queued' END, received_count, user_id, queued_ms, received_ms, ?, body, content_type, "
+    "group_id, origin_kind, origin_id FROM jobs WHERE {where} ON CONFLICT(job_id) DO UPDATE SET "
+    "status=CASE WHEN excluded.attempts>attempts THEN excluded.status ELSE status END, "
+    f"attempts=excluded.attempts, started_ms={_STARTED}, seq=excluded.seq "
+    f"WHERE status NOT IN {_FINAL}"
 )
 
 
-def running(db: sqlite3.Connection, seqs: Sequence[int], now: int, keep_ms: int) -> None:
-    """Claimed (``jobs.received_count`` already counts this receive): one statement makes the
-    batch's rows from their ``jobs`` rows, or moves the rows jobs claimed before already have."""
-    db.execute(
-        _COPY.format(
-            status="'running'",
-            started="?",
-            where=f"seq IN ({','.join('?' * len(seqs))})",
-            conflict="UPDATE SET status='running', attempts=excluded.attempts, "
-            "started_ms=excluded.started_ms, seq=excluded.seq",
-        ),
-        (now, keep_ms, *seqs),
-    )
-
-
-def remember(
+def sync(
     db: sqlite3.Connection, now: int, keep_ms: int, *, seqs: Sequence[int] = (), queue: str = ""
 ) -> None:
-    """Give jobs never claimed (``seqs``, or every job of ``queue``) the row their ``jobs`` row
-    stood for (``queued``/``delayed``), before an operation that ends or postpones them; rows that
-    exist are left as they are."""
+    """Bring the rows of jobs in the queue (``seqs``, or every job of ``queue``) up to their
+    ``jobs`` rows before an operation records something about them: a job without a row gets
+    one (payload and origin included); a row about an earlier attempt moves to the latest
+    receive (``running``, its attempt and start). Final rows are left as they are."""
     where, values = (
         (f"seq IN ({','.join('?' * len(seqs))})", list(seqs)) if seqs else ("queue=?", [queue])
     )
-    db.execute(
-        _COPY.format(
-            status="CASE WHEN visible_ms>? THEN 'delayed' ELSE 'queued' END",
-            started="NULL",
-            where=where,
-            conflict="NOTHING",
-        ),
-        (now, keep_ms, *values),
-    )
+    db.execute(_SYNC.format(where=where), (now, keep_ms, *values))
 
 
-def succeeded(db: sqlite3.Connection, job_ids: Sequence[str], now: int) -> None:
-    """Acked without a result or an unwritten progress report (the common case, in one go)."""
-    db.execute(
-        "UPDATE job_state SET status='succeeded', finished_ms=?1, expires_ms=?1+keep_ms "
-        f"WHERE job_id IN ({','.join('?' * len(job_ids))}) AND status NOT IN {_FINAL}",
-        (now, *job_ids),
-    )
+AckRow = tuple[int, str, int, str | None, float | None, str | None]
+"""``(seq, receipt, keep_ms, result JSON, progress, progress message)`` of a job being acked."""
+
+_OUTCOME_COLUMNS = (
+    "job_id, queue, seq, status, attempts, user_id, result, progress, progress_message, "
+    "queued_ms, started_ms, finished_ms, keep_ms, expires_ms, body, content_type, group_id, "
+    "origin_kind, origin_id"
+)
+_ON_OUTCOME = (  # a row an earlier attempt (or an older qr's claim) made
+    "ON CONFLICT(job_id) DO UPDATE SET status='succeeded', attempts=excluded.attempts, "
+    f"started_ms={_STARTED}, finished_ms=excluded.finished_ms, "
+    "expires_ms=excluded.finished_ms+keep_ms, seq=excluded.seq, "
+    "result=COALESCE(excluded.result, result), progress=COALESCE(excluded.progress, progress), "
+    "progress_message=CASE WHEN excluded.progress IS NULL THEN progress_message "
+    f"ELSE excluded.progress_message END WHERE status NOT IN {_FINAL}"
+)
+_PLAIN = (
+    f"INSERT INTO job_state({_OUTCOME_COLUMNS}) SELECT job_id, queue, seq, 'succeeded', "
+    "received_count, user_id, NULL, NULL, NULL, queued_ms, received_ms, ?, ?, ?, body, "
+    "content_type, group_id, origin_kind, origin_id FROM jobs WHERE receipt=? AND seq IN ({seqs}) "
+    f"{_ON_OUTCOME}"
+)
+_REPORTED = (
+    "WITH v(seq, receipt, keep, result, progress, message) AS (VALUES {values}) "
+    f"INSERT INTO job_state({_OUTCOME_COLUMNS}) SELECT j.job_id, j.queue, j.seq, 'succeeded', "
+    "j.received_count, j.user_id, v.result, v.progress, v.message, j.queued_ms, j.received_ms, "
+    "?, v.keep, ?+v.keep, j.body, j.content_type, j.group_id, j.origin_kind, j.origin_id "
+    f"FROM v JOIN jobs j ON j.seq=v.seq AND j.receipt=v.receipt WHERE 1 {_ON_OUTCOME}"
+)
+_CHUNK = 500  # rows per statement: at most 3,000 parameters, far below SQLite's limit
+
+
+def succeeded(db: sqlite3.Connection, jobs: Sequence[AckRow], now: int) -> None:
+    """The outcome rows of acked jobs still held (their receipt), made from their ``jobs`` rows
+    before those are deleted: one ``INSERT ... SELECT`` per claim the jobs came from (the common
+    ack: no result, no unwritten progress) and one for all jobs with a result or a last progress
+    report. No history entry: the row itself is the last attempt (``detail``)."""
+    plain: dict[tuple[str, int], list[int]] = {}
+    reported: list[AckRow] = []
+    for job in jobs:
+        seq, receipt, keep, result, progress, _ = job
+        if result is None and progress is None:
+            plain.setdefault((receipt, keep), []).append(seq)
+        else:
+            reported.append(job)
+    for (receipt, keep), seqs in plain.items():
+        for start in range(0, len(seqs), _CHUNK):
+            chunk = seqs[start : start + _CHUNK]
+            db.execute(
+                _PLAIN.format(seqs=",".join("?" * len(chunk))),
+                (now, keep, now + keep, receipt, *chunk),
+            )
+    for start in range(0, len(reported), _CHUNK):
+        rows = reported[start : start + _CHUNK]
+        db.execute(
+            _REPORTED.format(values=",".join(["(?,?,?,?,?,?)"] * len(rows))),
+            (*(value for row in rows for value in row), now, now),
+        )
 
 
 def finished(
@@ -197,7 +245,7 @@ def detail(db: sqlite3.Connection, job_id: str) -> dict[str, Any] | None:
         "started_ms, finished_ms FROM job_state WHERE job_id=?",
         (job_id,),
     ).fetchone()
-    if row is None:  # never claimed: its queue row has all there is (a scan, see ``read``)
+    if row is None:  # no row: its queue row has all there is (a scan, see ``read``)
         row = db.execute(
             "SELECT body, content_type, group_id, NULL, origin_kind, origin_id, 'queued', 0, "
             "NULL, NULL FROM jobs WHERE job_id=?",
@@ -247,7 +295,7 @@ def pushed_by(
     """The jobs pushed while ``origin_id`` (a request, job, message or schedule run) ran."""
     rows = db.execute(
         f"SELECT * FROM (SELECT {_COLUMNS} {_FROM} WHERE s.origin_id=?1 AND "
-        f"(s.expires_ms IS NULL OR s.expires_ms>=?2) UNION ALL {_WAITING} AND j.origin_id=?1) "
+        f"(s.expires_ms IS NULL OR s.expires_ms>=?2) UNION ALL {_UNRECORDED} AND j.origin_id=?1) "
         "ORDER BY 11, 1",
         (origin_id, now),
     )
@@ -258,12 +306,12 @@ def pushed_by(
     ]
 
 
-def released(db: sqlite3.Connection, job_id: str) -> None:
-    """Given back unfinished (shutdown): queued again, that receive not counted."""
+def released(db: sqlite3.Connection, job_id: str, attempts: int) -> None:
+    """Given back unfinished (shutdown): queued again with the receives its queue row counts.
+    Only a row an earlier attempt left needs it (without one, the queue row says so)."""
     db.execute(
-        "UPDATE job_state SET status='queued', attempts=MAX(attempts-1, 0) "
-        f"WHERE job_id=? AND status NOT IN {_FINAL}",
-        (job_id,),
+        f"UPDATE job_state SET status='queued', attempts=? WHERE job_id=? AND status NOT IN {_FINAL}",
+        (attempts, job_id),
     )
 
 
@@ -276,20 +324,12 @@ def sweep(db: sqlite3.Connection, now: int) -> None:
     db.execute("DELETE FROM job_state WHERE expires_ms<?", (now,))
 
 
-_WAITING = (
-    "SELECT j.job_id, j.queue, CASE WHEN j.visible_ms>?2 THEN 'delayed' ELSE 'queued' END, "
-    "j.received_count, j.user_id, NULL, NULL, NULL, NULL, 0, j.queued_ms, NULL, NULL, NULL, NULL, 1 "
-    "FROM jobs j WHERE NOT EXISTS(SELECT 1 FROM job_state x WHERE x.job_id=j.job_id)"
-)
-"""Jobs never claimed: no state row, their ``jobs`` row says all there is (``_COLUMNS`` order)."""
-
-
 def read(
     db: sqlite3.Connection, job_id: str, now: int, stateless: frozenset[str] = frozenset()
 ) -> JobState | None:
     row = db.execute(
         f"SELECT {_COLUMNS} {_FROM} WHERE s.job_id=?1 AND (s.expires_ms IS NULL OR "
-        f"s.expires_ms>=?2) UNION ALL {_WAITING} AND j.job_id=?1",
+        f"s.expires_ms>=?2) UNION ALL {_UNRECORDED} AND j.job_id=?1",
         (job_id, now),
     ).fetchone()
     # The second half scans ``jobs`` (it has no index on job_id: one would cost every push the
@@ -312,14 +352,14 @@ def listing(
         kept += " AND s.queue=?1"
         waiting = " AND j.queue=?1"
     rows = db.execute(
-        f"SELECT * FROM (SELECT {_COLUMNS} {_FROM} WHERE {kept} UNION ALL {_WAITING}{waiting}) "
+        f"SELECT * FROM (SELECT {_COLUMNS} {_FROM} WHERE {kept} UNION ALL {_UNRECORDED}{waiting}) "
         "ORDER BY 11 DESC, 1 DESC",
         (queue, now),
     )
     found: list[JobState] = []
     for row in rows:  # the status shown may be derived, so filter after reading
         if row[15] and row[1] in stateless:
-            continue  # a waiting job of a queue that keeps no state
+            continue  # a job of a queue that keeps no state
         state = _state(row, now)
         if state is not None and (status is None or state.status == status):
             found.append(state)
@@ -330,12 +370,21 @@ def listing(
 
 def _state(row: tuple[Any, ...], now: int) -> JobState | None:
     (job_id, queue, status, attempts, user_id, result, error, progress, message, cancel) = row[:10]
-    queued_ms, started_ms, finished_ms, seq, visible_ms = row[10:15]
-    waiting = seq is not None and (visible_ms is None or visible_ms <= now)
-    if status in ("running", "delayed") and waiting:
-        # running: its worker died and the lease ran out, it waits to be claimed again (the
-        # attempt stays counted, as on SQS); delayed: the delay is over
-        status = "queued"
+    queued_ms, started_ms, finished_ms, seq, visible_ms, bare, held, received, received_ms = row[
+        10:19
+    ]
+    if bare or (held and status not in FINAL and received > attempts):
+        # no row, or one about an earlier attempt: the queue row is the latest word (a claim
+        # writes no state); a lease that ran out (its worker died) reads queued with that
+        # attempt counted, as on SQS, and so does a delay that is over
+        attempts, started_ms = received, received_ms
+        status = ("running" if held else "delayed") if visible_ms > now else "queued"
+    elif (
+        status in ("running", "delayed")
+        and seq is not None
+        and (visible_ms is None or visible_ms <= now)
+    ):
+        status = "queued"  # the same, for a row about the attempt the queue row is at
     return JobState(
         job_id=job_id,
         queue=queue,
