@@ -161,6 +161,7 @@ def test_queues(parsed: dict[str, dict[str, dict[str, Any]]]) -> None:
     assert flow["name"] == "fifo-only-production-flow"
     assert (flow["hash_key"], flow["range_key"]) == ("pk", "sk")
     assert flow["ttl"][0]["attribute_name"] == "expires_at" and flow["ttl"][0]["enabled"] is True
+    assert "server_side_encryption" not in flow  # the AWS owned key, as for connections and jobs
     function = resources(parsed["fifo-only"], "aws_lambda_function")["app"]
     variables = function["environment"][0]["variables"]
     assert variables["QR_FLOW_TABLE"] == "${aws_dynamodb_table.flow.name}"
