@@ -22,6 +22,19 @@ def test_scaffold_tests_pass(template: str, tmp_path: Path) -> None:
     assert " passed" in result.stdout
 
 
+def test_scaffold_tests_pass_inside_another_pytest_project(tmp_path: Path) -> None:
+    """The README's first command scaffolds ``demo`` inside qr's own checkout: the parent's
+    pytest settings (testpaths, plugins' options) must not apply to the project's tests."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = ["--strict-config"]\nno_such_option = 5\n'
+    )
+    root = tmp_path / "demo"
+    scaffold.render(root, "default", scaffold.Answers(name="demo"))
+    result = run_project_tests(root, tmp_path / "t")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+
 def test_default_template_renders_variables(tmp_path: Path) -> None:
     files = scaffold.plan(
         "default", scaffold.Answers(name="shop", region="eu-west-1", runtime="python3.13")
