@@ -130,6 +130,8 @@ def test_cli_list_shows_what_ships_and_what_is_skipped(
             "secrets.json": "{}",
             "id_rsa": "key",
             "tests/test_app.py": "",
+            "pytest.ini": "[pytest]\n",
+            "conftest.py": "",
         }
     )
     code, out, err = run(capsys, "build", "-C", str(root), "--list")
@@ -143,6 +145,7 @@ def test_cli_list_shows_what_ships_and_what_is_skipped(
     data = json.loads(out)
     assert data["included"] == ["api/index.py", "qr.yaml", "queues/emails.py"]
     assert {s["path"]: s["reason"] for s in data["skipped"]}["tests/"].startswith("your tests")
+    assert {s["path"] for s in data["skipped"]} >= {"pytest.ini", "conftest.py"}
     (root / "leak").symlink_to("/etc/hostname")
     code, _, err = run(capsys, "build", "-C", str(root), "--list")
     assert code == 1

@@ -4,7 +4,7 @@
 (bundle name -> file) or *skipped* (path, reason). A folder that is skipped is listed once and
 not entered. In order, an entry is skipped when it is:
 
-1. qr's or a tool's own: ``tests/`` at the top, dot-files and dot-folders (``.env*``, ``.qr``,
+1. qr's or a tool's own: ``tests/``, ``pytest.ini`` and ``conftest.py`` at the top, dot-files and dot-folders (``.env*``, ``.qr``,
    ``.git``, ``.aws``...), virtualenvs (a folder with ``pyvenv.cfg``), caches and ``*.pyc``;
 2. a secret by its name (``DENY``: keys, certificates, credential files, Terraform state),
    whether or not the project has a ``.gitignore``;
@@ -147,6 +147,10 @@ def _walk(
             files.skipped.append(Skipped(relative, "not a regular file"))
 
 
+_TEST_SETTINGS = frozenset({"pytest.ini", "conftest.py"})
+"""Top-level files only pytest reads (`qr init` writes the first)."""
+
+
 def _own_files(path: Path, name: str, relative: str, is_dir: bool) -> str | None:
     if name.startswith("."):
         return "dot-file (kept out: .env, .git, .qr, tool settings)"
@@ -157,6 +161,8 @@ def _own_files(path: Path, name: str, relative: str, is_dir: bool) -> str | None
             return "cache or tool folder"
         if (path / "pyvenv.cfg").exists():
             return "virtualenv"
+    elif relative in _TEST_SETTINGS:
+        return "your tests' settings (not needed at run time)"
     elif name.endswith((".pyc", ".pyo")):
         return "bytecode cache (qr compiles its own)"
     return None
