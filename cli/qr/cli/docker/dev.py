@@ -27,7 +27,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +39,7 @@ from qr.cli.docker.events import (
     batch_failures,
     http_event,
     http_response,
+    new_request_id,
     route_key,
     schedule_event,
     sqs_event,
@@ -68,9 +68,8 @@ class DockerHttpApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         body = await _read_body(receive)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         if body is None:
             status, out_headers, data = 413, [("content-type", "application/json")], b""
             data = json.dumps({"message": "Request Entity Too Large"}).encode()
@@ -79,10 +78,9 @@ class DockerHttpApp:
                 method=scope["method"],
                 path=scope["path"],
                 query_string=scope.get("query_string", b"").decode("latin-1"),
-                headers=headers,
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
                 body=body,
                 source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
-                host=dict(headers).get("host", "localhost"),
                 request_id=request_id,
             )
             status, out_headers, data = await self._invoke(event, request_id)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,8 +35,28 @@ _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/java
 _TEXT_SUFFIXES = ("+json", "+xml")
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
 def _request_time(epoch: float) -> str:
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
+    """``requestContext.time`` (``05/Dec/2026:19:37:16 +0000``), formatted once per second."""
+    global _stamp
+    second, text = _stamp  # one tuple: threads never see a half-updated pair
+    now = int(epoch)
+    if now != second:
+        text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+        _stamp = (now, text)
+    return text
+
+
+def new_request_id() -> str:
+    """A version 4 UUID, the form of Lambda's request ids.
+
+    From ``random`` rather than ``uuid.uuid4()``'s ``os.urandom``: a system call per request,
+    and an id needs to be unique, not secret."""
+    digits = f"{random.getrandbits(128):032x}"
+    variant = "89ab"[int(digits[16], 16) & 3]  # the RFC 4122 variant: 10xx
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def _is_text(content_type: str) -> bool:
@@ -67,11 +88,12 @@ def http_event(
     headers: Iterable[tuple[str, str]],
     body: bytes,
     source_ip: str = "127.0.0.1",
-    host: str = "localhost",
+    host: str | None = None,
     request_id: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event for one request."""
+    """An API Gateway HTTP API (payload 2.0) event for one request (``host``: the domain name,
+    by default the request's ``Host`` header, else ``localhost``)."""
     now = time.time() if now is None else now
     joined: dict[str, str] = {}
     cookies: list[str] = []
@@ -82,10 +104,12 @@ def http_event(
             continue
         joined[key] = f"{joined[key]},{value}" if key in joined else value
     query: dict[str, str] = {}
-    for key, value in parse_qsl(query_string, keep_blank_values=True):
+    for key, value in parse_qsl(query_string, keep_blank_values=True) if query_string else ():
         query[key] = f"{query[key]},{value}" if key in query else value
     text, encoded = _body(body, joined.get("content-type", ""))
-    request_id = request_id or str(uuid.uuid4())
+    request_id = request_id or new_request_id()
+    if host is None:
+        host = joined.get("host") or "localhost"
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
