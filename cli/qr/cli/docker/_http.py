@@ -116,17 +116,25 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-_stamp: tuple[int, str] = (-1, "")
+class UtcSecond:
+    """``time.strftime(form)`` of a UTC second, formatted once per second: a timestamp per request
+    (HTTP ``Date``, API Gateway's ``requestContext.time``) without a ``strftime`` each time."""
+
+    def __init__(self, form: str) -> None:
+        self.form = form
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def __call__(self, epoch: float | None = None) -> str:
+        second = int(time.time() if epoch is None else epoch)
+        last, text = self._stamp  # one tuple: threads never see a half-updated pair
+        if second != last:
+            text = time.strftime(self.form, time.gmtime(second))
+            self._stamp = (second, text)
+        return text
 
 
-def http_date() -> str:
-    global _stamp
-    now = int(time.time())
-    second, text = _stamp  # one tuple: threads never see a half-updated pair
-    if now != second:
-        text = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
-        _stamp = (now, text)
-    return text
+http_date = UtcSecond("%a, %d %b %Y %H:%M:%S GMT")
+"""The ``Date`` header's value for now."""
 
 
 class Serving:

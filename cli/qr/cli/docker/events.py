@@ -29,24 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from qr.cli.docker._http import UtcSecond
+
 ACCOUNT = "000000000000"
 API_ID = "qrdev"
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 _TEXT_SUFFIXES = ("+json", "+xml")
 
 
-_stamp: tuple[int, str] = (-1, "")
-
-
-def _request_time(epoch: float) -> str:
-    """``requestContext.time`` (``05/Dec/2026:19:37:16 +0000``), formatted once per second."""
-    global _stamp
-    second, text = _stamp  # one tuple: threads never see a half-updated pair
-    now = int(epoch)
-    if now != second:
-        text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
-        _stamp = (now, text)
-    return text
+_request_time = UtcSecond("%d/%b/%Y:%H:%M:%S +0000")
+"""``requestContext.time`` of an epoch: ``05/Dec/2026:19:37:16 +0000``."""
 
 
 def new_request_id() -> str:
